@@ -15,7 +15,7 @@ use anyhow::{Context, Result, bail};
 use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 
-use crate::fixture::{ExpectedArchive, ExpectedLayout, REF_NAME, SHORT_TAG};
+use crate::fixture::{ExpectedArchive, ExpectedBundle, ExpectedLayout, REF_NAME, SHORT_TAG};
 use crate::oci::{OCI_INDEX, hex_of};
 use crate::process::{self, Captured};
 
@@ -137,6 +137,47 @@ pub fn check_archive(
         }
     }
     Ok((dest, problems))
+}
+
+/// The bundle directory holds exactly the expected archives, nothing
+/// temporary, and every archive matches its expected content.
+pub fn check_bundle(bundle_dir: &Path, expected: &ExpectedBundle, scratch: &Path) -> Vec<String> {
+    let mut problems = Vec::new();
+    let names = dir_names(bundle_dir).expect("listing the bundle directory");
+    let want: Vec<String> = expected.keys().cloned().collect();
+    if names != want {
+        problems.push(format!(
+            "bundle directory holds {names:?}, want exactly {want:?}"
+        ));
+    }
+    for n in &names {
+        if n.ends_with(".tmp") || n.contains(".tmp.") {
+            problems.push(format!("temporary leftover {n}"));
+        }
+    }
+    for (name, archive) in expected {
+        let path = bundle_dir.join(name);
+        if !path.is_file() {
+            continue;
+        }
+        problems.extend(check_unpacked(&path, archive, scratch));
+    }
+    problems
+}
+
+pub fn check_unpacked(path: &Path, archive: &ExpectedArchive, scratch: &Path) -> Vec<String> {
+    let name = path.file_name().unwrap().to_string_lossy().into_owned();
+    let (dest, mut problems) = check_archive(path, archive, scratch)
+        .unwrap_or_else(|e| panic!("reading {}: {e:#}", path.display()));
+    // The push side pushes every directory holding an index.json.
+    let layouts = layouts_under(&dest).unwrap();
+    let want: Vec<String> = archive.layouts.keys().cloned().collect();
+    if layouts != want {
+        problems.push(format!(
+            "{name}: directories with an index.json are {layouts:?}, want {want:?}"
+        ));
+    }
+    problems
 }
 
 /// A descriptor of `index.json`.
@@ -339,6 +380,7 @@ pub fn check_layout(dir: &Path, expected: &ExpectedLayout) -> Result<Vec<String>
 pub fn skopeo_check_layout(layout: &Path, scratch: &Path) -> Result<Vec<String>> {
     let mut problems = Vec::new();
     let (_, entries) = read_index(layout)?;
+    fs::create_dir_all(scratch)?;
     for (i, e) in entries.iter().enumerate() {
         let Some(name) = &e.ref_name else { continue };
         let dest = scratch.join(format!("skopeo-{i}"));

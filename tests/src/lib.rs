@@ -9,6 +9,7 @@ pub mod bundle;
 pub mod fixture;
 pub mod oci;
 pub mod process;
+pub mod pull;
 pub mod registry;
 
 use anyhow::{Context, Result};
