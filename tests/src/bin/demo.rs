@@ -1,1 +1,124 @@
-fn main() {}
+//! The demo: a throwaway registry on 127.0.0.1 seeded with the test fixture,
+//! then the real `host run <plugin.wasm> pull` into a bundle directory, then
+//! the bundle listing.
+//!
+//! Usage: `demo [BUNDLE_DIR]` (default `./demo-bundle`; removed first).
+//! Artifacts come from the workspace target dir (`CARGO_TARGET_DIR`
+//! honoured); `PACKAGES_MIRROR_HOST` / `PACKAGES_MIRROR_PLUGIN` override.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use tests::artifacts;
+use tests::bundle;
+use tests::oci::Client;
+use tests::process;
+use tests::pull::pull_command;
+use tests::registry::Registry;
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("demo: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Only remove a directory that looks like a bundle we wrote (or is empty),
+/// never an arbitrary directory someone typed by mistake.
+fn remove_old_bundle(dir: &Path) -> Result<()> {
+    let md = match fs::symlink_metadata(dir) {
+        Ok(md) => md,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e).with_context(|| format!("inspecting {}", dir.display())),
+    };
+    if !md.is_dir() {
+        bail!(
+            "{} exists and is not a directory; choose another bundle path",
+            dir.display()
+        );
+    }
+    for name in bundle::dir_names(dir)? {
+        let ours = name.starts_with("package-")
+            && (name.ends_with(".tar") || name.ends_with(".chunk") || name.ends_with(".tmp"))
+            || name.ends_with(".tmp");
+        if !ours {
+            bail!(
+                "{} holds {name:?}, which is not part of a bundle; refusing to remove it \
+                 (choose another bundle path)",
+                dir.display()
+            );
+        }
+    }
+    fs::remove_dir_all(dir).with_context(|| format!("removing {}", dir.display()))
+}
+
+fn run() -> Result<ExitCode> {
+    let arg = std::env::args_os().nth(1);
+    if arg.as_deref().is_some_and(|a| a == "-h" || a == "--help") {
+        println!(
+            "usage: demo [BUNDLE_DIR]\n\n\
+             Starts a throwaway docker-registry on 127.0.0.1, seeds it with the test\n\
+             package tree, runs `host run plugin.wasm pull` into BUNDLE_DIR (default\n\
+             ./demo-bundle, removed first) and lists the bundle.\n\
+             Build the artifacts first: bash tests/build.sh"
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let bundle_dir = PathBuf::from(arg.unwrap_or_else(|| "demo-bundle".into()));
+    let bundle_dir = if bundle_dir.is_absolute() {
+        bundle_dir
+    } else {
+        std::env::current_dir()?.join(bundle_dir)
+    };
+    let art = artifacts::locate()?;
+    println!("host:   {}", art.host.display());
+    println!("plugin: {}", art.plugin.display());
+    remove_old_bundle(&bundle_dir)?;
+
+    let registry = Registry::start()?;
+    println!(
+        "registry: docker-registry listening on {}",
+        registry.base_url()
+    );
+    let fixture = tests::fixture::Fixture::new(&registry.host());
+    fixture
+        .seed(&Client::new(&registry.base_url()))
+        .with_context(|| format!("seeding the registry; its log:\n{}", registry.log()))?;
+    println!(
+        "seeded {} manifests under {} (packages: {})",
+        fixture.pushes.len(),
+        fixture.root,
+        fixture.package_names.join(", ")
+    );
+
+    let mut cmd = pull_command(&art, &fixture.root, &bundle_dir, &[]);
+    println!("\n$ {}\n", process::describe(&cmd));
+    let status = cmd
+        .status()
+        .with_context(|| format!("running {}", art.host.display()))?;
+    println!();
+    if !status.success() {
+        eprintln!("demo: the pull failed ({status})");
+    }
+    if bundle_dir.is_dir() {
+        println!("bundle {}:", bundle_dir.display());
+        print!("{}", bundle::listing(&bundle_dir)?);
+    } else {
+        println!(
+            "no bundle directory was written at {}",
+            bundle_dir.display()
+        );
+    }
+    drop(registry);
+    println!("registry stopped");
+    Ok(match status.code() {
+        Some(0) => ExitCode::SUCCESS,
+        Some(c) => ExitCode::from(u8::try_from(c).unwrap_or(1)),
+        None => ExitCode::FAILURE,
+    })
+}
