@@ -1,0 +1,71 @@
+//! The errors an export call can end with; they map one to one onto the
+//! WIT `pull-error` variant.
+
+use std::fmt;
+
+use crate::ports::{FsError, RegistryError};
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Error {
+    InvalidOptions(String),
+    Registry(String),
+    Filesystem(String),
+    Incomplete(String),
+    Cancelled,
+    Internal(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::InvalidOptions(m) => write!(f, "invalid options: {m}"),
+            Self::Registry(m) => write!(f, "registry: {m}"),
+            Self::Filesystem(m) => write!(f, "bundle directory: {m}"),
+            Self::Incomplete(m) => write!(f, "incomplete: {m}"),
+            Self::Cancelled => f.write_str("cancelled"),
+            Self::Internal(m) => write!(f, "internal error: {m}"),
+        }
+    }
+}
+
+impl Error {
+    /// A registry failure with context: what the plugin was doing.
+    pub fn registry(context: impl fmt::Display, err: RegistryError) -> Self {
+        match err {
+            RegistryError::Cancelled => Self::Cancelled,
+            other => Self::Registry(format!("{context}: {other}")),
+        }
+    }
+
+    /// A filesystem failure with context.
+    pub fn fs(context: impl fmt::Display, err: FsError) -> Self {
+        match err {
+            FsError::Cancelled => Self::Cancelled,
+            other => Self::Filesystem(format!("{context}: {other}")),
+        }
+    }
+}
+
+/// Adds context to a filesystem result, keeping cancellation distinct.
+pub trait FsContext<T> {
+    fn ctx(self, context: impl fmt::Display) -> Result<T>;
+}
+
+impl<T> FsContext<T> for std::result::Result<T, FsError> {
+    fn ctx(self, context: impl fmt::Display) -> Result<T> {
+        self.map_err(|e| Error::fs(context, e))
+    }
+}
+
+/// Adds context to a registry result, keeping cancellation distinct.
+pub trait RegistryContext<T> {
+    fn ctx(self, context: impl fmt::Display) -> Result<T>;
+}
+
+impl<T> RegistryContext<T> for std::result::Result<T, RegistryError> {
+    fn ctx(self, context: impl fmt::Display) -> Result<T> {
+        self.map_err(|e| Error::registry(context, e))
+    }
+}

@@ -1,0 +1,156 @@
+//! `pull-package-versions`: the release metadata of every package into one
+//! `package-versions.tar`, on every pull whatever the filters.
+
+use crate::archive::{self, Member};
+use crate::discovery::{self, Discovery};
+use crate::error::{Error, FsContext, Result};
+use crate::filter::Filter;
+use crate::layout::Layout;
+use crate::metadata;
+use crate::names::PackageRepos;
+use crate::options::{Options, PackageSummary, Summary};
+use crate::packages::{WORK_DIR, planned_channels};
+use crate::ports::{Host, ImageRef, Progress};
+use crate::puller::{self, Image, Placement};
+
+pub const ARCHIVE: &str = "package-versions.tar";
+
+pub fn pull_package_versions(host: &Host, opts: &Options) -> Result<Summary> {
+    let mut summary = Summary {
+        dry_run: opts.dry_run,
+        ..Summary::default()
+    };
+    // The include list only matters as the name source of a proxy; a
+    // malformed one was already reported by pull-packages.
+    let filter = if opts.proxy_registry {
+        discovery::parse_filter(host, opts)?
+    } else {
+        Filter::All
+    };
+    let names = match discovery::package_names(host, opts, &filter) {
+        Ok(Discovery::Names(names)) => names,
+        Ok(Discovery::NoRepository) => return Ok(summary),
+        Err(Error::Cancelled) => return Err(Error::Cancelled),
+        Err(e) => {
+            host.warn(format!("package versions skipped: {e}"));
+            return Ok(summary);
+        }
+    };
+    if opts.dry_run {
+        for name in &names {
+            host.info(format!(
+                "dry run: would pull the release images of package {name} into {ARCHIVE}"
+            ));
+        }
+        return Ok(summary);
+    }
+    if names.is_empty() {
+        return Ok(summary);
+    }
+    host.fs.remove(WORK_DIR).ctx(WORK_DIR)?;
+    let outcome = pull_all(host, opts, &names, &mut summary);
+    let cleanup = host.fs.remove(WORK_DIR).ctx(WORK_DIR);
+    outcome?;
+    cleanup?;
+    Ok(summary)
+}
+
+fn pull_all(host: &Host, opts: &Options, names: &[String], summary: &mut Summary) -> Result<()> {
+    let mut members: Vec<Member> = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        if host.events.cancelled() {
+            return Err(Error::Cancelled);
+        }
+        host.events.progress(Progress::PackageStarted {
+            name: name.clone(),
+            index: i as u32 + 1,
+            total: names.len() as u32,
+        });
+        let dir = format!("packages/{name}/version");
+        match pull_one(host, opts, name, &format!("{WORK_DIR}/{dir}")) {
+            Ok(package) if package.images > 0 => {
+                members.extend(archive::collect_members(host, WORK_DIR, &dir)?);
+                summary.packages.push(package);
+            }
+            Ok(_) => {}
+            Err(Error::Cancelled) => return Err(Error::Cancelled),
+            Err(e) => {
+                host.warn(format!("package versions of {name} skipped: {e}"));
+                let full = format!("{WORK_DIR}/{dir}");
+                host.fs.remove(&full).ctx(&full)?;
+            }
+        }
+    }
+    if members.is_empty() {
+        return Ok(());
+    }
+    members.sort_by(|a, b| a.path.cmp(&b.path));
+    let written = archive::write(host, ARCHIVE, &members, opts.bundle_chunk_size)?;
+    host.events.progress(Progress::ArchiveWritten {
+        name: ARCHIVE.to_string(),
+        size: written.size,
+    });
+    summary.archives.push(written);
+    Ok(())
+}
+
+/// Channels, the versions they name, and every tag of the version
+/// repository, into one layout.
+fn pull_one(host: &Host, opts: &Options, name: &str, dir: &str) -> Result<PackageSummary> {
+    let repos = PackageRepos::new(&opts.source_root, name);
+    let repo = repos.version();
+    let mut layout = Layout::new(dir);
+
+    let channel_refs: Vec<ImageRef> = planned_channels()
+        .into_iter()
+        .map(|c| ImageRef::new(&repo, c))
+        .collect();
+    let channels = puller::resolve_and_fetch(host, &channel_refs, |_| {})?;
+    store(host, &repos, &mut layout, &channels)?;
+
+    let mut tags: Vec<String> = Vec::new();
+    for image in &channels {
+        let files = puller::read_image_files(host, image, Some(&layout), &[metadata::VERSION_JSON])
+            .map_err(|e| e.into_error(format!("reading version.json of {}", image.source)))?;
+        if let Some(Ok(v)) = files
+            .get(metadata::VERSION_JSON)
+            .map(|c| metadata::parse_version_json(c))
+        {
+            tags.push(v);
+        }
+    }
+    let versions = tags.clone();
+    match host.registry.list_tags(&repo, None) {
+        Ok(listed) => tags.extend(listed.into_iter().filter(|t| crate::names::is_tag(t))),
+        Err(crate::ports::RegistryError::Cancelled) => return Err(Error::Cancelled),
+        Err(e) => host.debug(format!("tags of {repo} not listed: {e}")),
+    }
+    let mut rest: Vec<ImageRef> = Vec::new();
+    for tag in tags {
+        let r = ImageRef::new(&repo, tag);
+        if !layout.has_short_tag(&r.reference) && !rest.contains(&r) {
+            rest.push(r);
+        }
+    }
+    let images = puller::resolve_and_fetch(host, &rest, |_| {})?;
+    store(host, &repos, &mut layout, &images)?;
+    layout.write(host.fs)?;
+    for image in channels.iter().chain(&images) {
+        if !layout.has_short_tag(&image.source.reference) {
+            return Err(Error::Incomplete(format!(
+                "{} is missing from its layout",
+                image.source
+            )));
+        }
+    }
+    Ok(PackageSummary {
+        name: name.to_string(),
+        versions,
+        images: layout.entries().len() as u32,
+        vex_images: layout.vex_count() as u32,
+    })
+}
+
+fn store(host: &Host, repos: &PackageRepos, layout: &mut Layout, images: &[Image]) -> Result<()> {
+    puller::store(host, layout, &Placement::for_images(repos, images))
+}
