@@ -7,4 +7,4 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 bash tests/setup.sh
 bash tests/build.sh
-cargo test --workspace --release "$@"
+cargo test --workspace --release --no-fail-fast "$@"

@@ -470,3 +470,24 @@ pub fn listing(dir: &Path) -> Result<String> {
     out.push_str(&format!("total {total} bytes\n"));
     Ok(out)
 }
+
+#[cfg(test)]
+mod unit {
+    use super::*;
+
+    #[test]
+    fn listing_counts_tar_members() {
+        let tmp = tempfile::tempdir().unwrap();
+        let tar = crate::oci::tar_of(&[("a/index.json", b"{}"), ("a/oci-layout", b"{}")]);
+        fs::write(tmp.path().join("package-a.tar"), &tar).unwrap();
+        fs::write(tmp.path().join("notes"), b"x").unwrap();
+        let text = listing(tmp.path()).unwrap();
+        println!("{text}");
+        let line = text.lines().find(|l| l.contains("package-a.tar")).unwrap();
+        assert!(line.starts_with("-rw"), "{line}");
+        assert!(line.contains(&tar.len().to_string()), "{line}");
+        assert!(line.ends_with("(2 tar members)"), "{line}");
+        assert!(text.lines().any(|l| l.ends_with(" notes")));
+        assert!(text.ends_with(&format!("total {} bytes\n", tar.len() + 1)));
+    }
+}

@@ -11,6 +11,7 @@ pub mod oci;
 pub mod process;
 pub mod pull;
 pub mod registry;
+pub mod slowproxy;
 
 use anyhow::{Context, Result};
 

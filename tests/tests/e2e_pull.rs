@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tests::artifacts::{self, Artifacts};
 use tests::bundle::{self, check_archive, check_bundle, dir_names, sha256_file};
@@ -18,6 +18,7 @@ use tests::process::{self, Captured};
 use tests::pull::pull;
 use tests::registry::{Registry, closed_port};
 use tests::seeded_registry;
+use tests::slowproxy::SlowProxy;
 
 fn artifacts() -> Artifacts {
     match artifacts::locate() {
@@ -168,7 +169,10 @@ fn unfiltered_pull_writes_the_expected_bundle() {
     assert!(!short_tags(&console).contains(untracked));
     assert!(short_tags(&versions.join(format!("{pkg}/version"))).contains(untracked));
     assert!(short_tags(&console.join("extra/postgres")).contains("14"));
-    assert!(!console.join("extra/nginx").join("1.24.0").exists());
+    assert!(
+        !short_tags(&console.join("extra/nginx")).contains("1.24.0"),
+        "nginx:1.24.0 is only named by the untracked v0.9.0"
+    );
     assert!(short_tags(&console).contains("v1.2.0.att"));
     assert!(short_tags(&console).contains(&format!(
         "sha256-{}.att",
@@ -586,4 +590,99 @@ fn bundle_path_that_is_a_file_is_refused() {
         out.transcript()
     );
     assert_eq!(dir_names(tmp.path()).unwrap(), vec!["bundle"]);
+}
+
+// ---------------------------------------------------------------- interrupt
+
+#[test]
+fn interrupt_stops_the_pull_and_leaves_only_complete_archives() {
+    // A slow path to the registry makes the pull last seconds; Ctrl+C
+    // (SIGINT) mid-way must exit 130, leave no temporary file, and keep only
+    // archives of packages that were complete (SPEC §2.8, exit codes).
+    let env = Env::new();
+    let upstream = format!("127.0.0.1:{}", env.registry.port())
+        .parse()
+        .unwrap();
+    let proxy = SlowProxy::start(upstream, Duration::from_millis(150)).unwrap();
+    let fixture = Fixture::new(&format!("127.0.0.1:{}", proxy.port()));
+    let bundle_dir = env.path("bundle");
+    let log_out = fs::File::create(env.path("host.out")).unwrap();
+    let log_err = fs::File::create(env.path("host.err")).unwrap();
+    let mut cmd = tests::pull::pull_command(&env.artifacts, &fixture.root, &bundle_dir, &[]);
+    cmd.stdin(std::process::Stdio::null())
+        .stdout(log_out)
+        .stderr(log_err);
+    let mut child = cmd.spawn().unwrap();
+    let transcript = || {
+        format!(
+            "--- stdout ---\n{}\n--- stderr ---\n{}",
+            fs::read_to_string(env.path("host.out")).unwrap_or_default(),
+            fs::read_to_string(env.path("host.err")).unwrap_or_default()
+        )
+    };
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!(
+                "the pull ended ({status}) before it could be interrupted; slow the proxy down\n{}",
+                transcript()
+            );
+        }
+        if bundle_dir.is_dir() && !dir_names(&bundle_dir).unwrap().is_empty() {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the pull wrote nothing within 60 s\n{}",
+            transcript()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(700));
+    let kill = process::run(
+        process::command("kill").args(["-INT", &child.id().to_string()]),
+        Duration::from_secs(10),
+    )
+    .unwrap();
+    assert!(kill.success(), "{}", kill.transcript());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "the host did not stop within 60 s of SIGINT\n{}",
+                transcript()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(130), "want exit 130\n{}", transcript());
+    let expected = fixture.expected_unfiltered();
+    let names = if bundle_dir.is_dir() {
+        dir_names(&bundle_dir).unwrap()
+    } else {
+        Vec::new()
+    };
+    let mut problems = Vec::new();
+    for n in &names {
+        match expected.get(n) {
+            Some(archive) => problems.extend(bundle::check_unpacked(
+                &bundle_dir.join(n),
+                archive,
+                &env.path("unpacked"),
+            )),
+            None => problems.push(format!("left behind {n}")),
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "after the interrupt the bundle holds {names:?}:\n  {}\n{}",
+        problems.join("\n  "),
+        transcript()
+    );
+    drop(proxy);
 }

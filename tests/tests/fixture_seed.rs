@@ -429,3 +429,30 @@ fn expected_bundle_matches_the_seeded_registry() {
     }
     print!("{}", fixture.describe());
 }
+
+#[test]
+fn slow_proxy_forwards_to_the_registry_with_a_delay() {
+    let (registry, fixture) = seeded_registry().unwrap();
+    let upstream = format!("127.0.0.1:{}", registry.port()).parse().unwrap();
+    let proxy = tests::slowproxy::SlowProxy::start(upstream, Duration::from_millis(100)).unwrap();
+    let client = tests::oci::Client::new(&format!("http://127.0.0.1:{}", proxy.port()));
+    let start = std::time::Instant::now();
+    let tags = client
+        .list_tags(&fixture.registry_repo("packages"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(tags, fixture.package_names);
+    assert!(start.elapsed() >= Duration::from_millis(100));
+    let raw = inspect_raw(&format!(
+        "docker://127.0.0.1:{}/{}",
+        proxy.port(),
+        "deckhouse/ee/packages/console:v1.3.0"
+    ));
+    assert_eq!(
+        sha256_digest(&raw),
+        fixture
+            .lookup("packages/console", "v1.3.0")
+            .unwrap()
+            .digest()
+    );
+}
