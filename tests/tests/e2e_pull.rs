@@ -597,8 +597,9 @@ fn bundle_path_that_is_a_file_is_refused() {
 #[test]
 fn interrupt_stops_the_pull_and_leaves_only_complete_archives() {
     // A slow path to the registry makes the pull last seconds; Ctrl+C
-    // (SIGINT) mid-way must exit 130, leave no temporary file, and keep only
-    // archives of packages that were complete (SPEC §2.8, exit codes).
+    // (SIGINT) after the first package is packed must exit 130, leave no
+    // temporary file, keep that complete archive and write nothing for the
+    // package being pulled, nor package-versions.tar (SPEC §2.8, §3.3).
     let env = Env::new();
     let upstream = format!("127.0.0.1:{}", env.registry.port())
         .parse()
@@ -628,17 +629,18 @@ fn interrupt_stops_the_pull_and_leaves_only_complete_archives() {
                 transcript()
             );
         }
-        if bundle_dir.is_dir() && !dir_names(&bundle_dir).unwrap().is_empty() {
+        // Packages go in name order and each is packed when complete:
+        // interrupt once the first is packed, while the second is pulled.
+        if bundle_dir.join("package-commander.tar").is_file() {
             break;
         }
         assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "the pull wrote nothing within 60 s\n{}",
+            start.elapsed() < Duration::from_secs(120),
+            "package-commander.tar did not appear within 120 s\n{}",
             transcript()
         );
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(Duration::from_millis(5));
     }
-    std::thread::sleep(Duration::from_millis(700));
     let kill = process::run(
         process::command("kill").args(["-INT", &child.id().to_string()]),
         Duration::from_secs(10),
@@ -667,6 +669,7 @@ fn interrupt_stops_the_pull_and_leaves_only_complete_archives() {
     } else {
         Vec::new()
     };
+    eprintln!("after the interrupt the bundle holds {names:?}");
     let mut problems = Vec::new();
     for n in &names {
         match expected.get(n) {
@@ -677,6 +680,12 @@ fn interrupt_stops_the_pull_and_leaves_only_complete_archives() {
             )),
             None => problems.push(format!("left behind {n}")),
         }
+    }
+    if !names.contains(&"package-commander.tar".to_string()) {
+        problems.push("the complete package-commander.tar was removed".into());
+    }
+    if names.contains(&"package-versions.tar".to_string()) {
+        problems.push("package-versions.tar was written after the interrupt".into());
     }
     assert!(
         problems.is_empty(),
