@@ -1,1 +1,274 @@
-fn main() {}
+//! `host run <plugin.wasm> pull …`: mirror Deckhouse packages with a plugin.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use clap::{Args, Parser, Subcommand};
+
+use host::registry::{Credentials, RegistryConfig, Source};
+use host::units::{parse_chunk_size, parse_duration};
+use host::{CallError, HostConfig, LogLevel, Plugin, PullError, PullOptions, Session};
+
+const EXIT_FAILED: u8 = 1;
+const EXIT_USAGE: u8 = 2;
+const EXIT_INTERRUPTED: u8 = 130;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "host",
+    version,
+    about = "Runs a packages-mirror WebAssembly plugin: mirrors Deckhouse packages into a bundle directory"
+)]
+struct Cli {
+    /// Log level: error, warn, info, debug or trace.
+    #[arg(long, global = true, default_value = "info", value_name = "LEVEL")]
+    log_level: LogLevel,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Load a plugin component and run one of its commands.
+    Run {
+        /// The plugin component (.wasm).
+        plugin: PathBuf,
+        #[command(subcommand)]
+        action: Action,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum Action {
+    /// Pull packages (unless --no-packages) and package versions into a bundle directory.
+    Pull(PullArgs),
+}
+
+#[derive(Args, Debug)]
+struct PullArgs {
+    /// Source registry root: host[:port]/path (no scheme).
+    #[arg(long, value_name = "HOST[:PORT]/PATH")]
+    source: String,
+    /// Use plain HTTP instead of HTTPS.
+    #[arg(long)]
+    insecure: bool,
+    /// Do not verify the registry's TLS certificate.
+    #[arg(long)]
+    tls_skip_verify: bool,
+    /// Login for the source registry.
+    #[arg(long, env = "D8_MIRROR_SOURCE_LOGIN", value_name = "LOGIN")]
+    source_login: Option<String>,
+    /// Password for the source registry.
+    #[arg(
+        long,
+        env = "D8_MIRROR_SOURCE_PASSWORD",
+        hide_env_values = true,
+        value_name = "PASSWORD"
+    )]
+    source_password: Option<String>,
+    /// Pull only these packages: `name` or `name@constraint` (repeatable).
+    #[arg(long, value_name = "EXPR")]
+    include_package: Vec<String>,
+    /// Pull all packages but these: `name` or `name@constraint` (repeatable).
+    #[arg(long, value_name = "EXPR")]
+    exclude_package: Vec<String>,
+    /// Skip pulling packages (package versions are still pulled).
+    #[arg(long)]
+    no_packages: bool,
+    /// Pull only the extra images of the selected packages.
+    #[arg(long)]
+    only_extra_images: bool,
+    /// Do not look for VEX attestations.
+    #[arg(long)]
+    skip_vex_images: bool,
+    /// Split archives into chunks of SIZE: decimal GB (0.5 = 500000000 bytes) or a number with a
+    /// unit (B, kB, MB, GB, KiB, MiB, GiB); 0 = no chunks.
+    #[arg(long, value_name = "SIZE", default_value = "0", value_parser = parse_chunk_size, allow_hyphen_values = true)]
+    images_bundle_chunk_size: u64,
+    /// Print what would be pulled; write nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// The source is a pull-through cache that refuses tag listing.
+    #[arg(long)]
+    proxy_registry: bool,
+    /// Time limit of the access check, e.g. 30s, 5m.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    timeout: Option<Duration>,
+    /// Registry transfers run at once.
+    #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
+    concurrency: u16,
+    /// The bundle directory (created if missing).
+    bundle_dir: PathBuf,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let Command::Run { plugin, action } = cli.command;
+    let Action::Pull(args) = action;
+    match pull(&plugin, args, cli.log_level) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure { code, message }) => {
+            if let Some(message) = message {
+                eprintln!("error: {}", host::events::sanitize(&message));
+            }
+            ExitCode::from(code)
+        }
+    }
+}
+
+/// An exit code, with the line to print (none when already reported).
+struct Failure {
+    code: u8,
+    message: Option<String>,
+}
+
+impl Failure {
+    fn new(code: u8, message: impl Into<String>) -> Self {
+        Failure {
+            code,
+            message: Some(message.into()),
+        }
+    }
+}
+
+fn pull(plugin: &Path, args: PullArgs, log_level: LogLevel) -> Result<(), Failure> {
+    let started = Instant::now();
+    let source = Source::parse(&args.source).map_err(|m| Failure::new(EXIT_USAGE, m))?;
+    let credentials = match (args.source_login, args.source_password) {
+        (Some(username), Some(password)) => Some(Credentials { username, password }),
+        (None, None) => None,
+        _ => {
+            return Err(Failure::new(
+                EXIT_USAGE,
+                "--source-login and --source-password go together",
+            ));
+        }
+    };
+    prepare_bundle_dir(&args.bundle_dir, args.dry_run)?;
+    let plugin = Plugin::load(plugin).map_err(|m| Failure::new(EXIT_FAILED, m))?;
+
+    let mut registry = RegistryConfig::new(source.clone());
+    registry.insecure = args.insecure;
+    registry.tls_skip_verify = args.tls_skip_verify;
+    registry.credentials = credentials;
+    registry.concurrency = usize::from(args.concurrency);
+    let mut config = HostConfig::new(registry, args.bundle_dir.clone());
+    config.log_level = log_level;
+    let session = Session::new(plugin, config).map_err(|m| Failure::new(EXIT_FAILED, m))?;
+    install_interrupt_handler(&session);
+
+    let options = PullOptions {
+        source_root: source.display(),
+        include_packages: args.include_package,
+        exclude_packages: args.exclude_package,
+        only_extra_images: args.only_extra_images,
+        skip_vex_images: args.skip_vex_images,
+        bundle_chunk_size: args.images_bundle_chunk_size,
+        access_timeout_ms: args
+            .timeout
+            .map_or(0, |t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),
+        dry_run: args.dry_run,
+        proxy_registry: args.proxy_registry,
+    };
+
+    let result = run_calls(
+        &session,
+        &options,
+        args.no_packages && !args.only_extra_images,
+    );
+    let cancelled = session.cancel_handle().is_cancelled();
+    if result.is_err() || cancelled {
+        session.temps().remove_all();
+    }
+    let summaries = result.map_err(|e| call_failure(&e, cancelled))?;
+    let calls: Vec<(&str, &host::PullSummary)> = summaries.iter().map(|(t, s)| (*t, s)).collect();
+    print!("{}", host::report::render(&calls, started.elapsed()));
+    if cancelled {
+        return Err(Failure::new(EXIT_INTERRUPTED, "interrupted"));
+    }
+    Ok(())
+}
+
+/// Runs `pull-packages` (unless skipped) and then `pull-package-versions`;
+/// a cancelled first call stops there.
+fn run_calls(
+    session: &Session,
+    options: &PullOptions,
+    skip_packages: bool,
+) -> Result<Vec<(&'static str, host::PullSummary)>, CallError> {
+    let mut done = Vec::new();
+    if !skip_packages {
+        done.push(("packages", session.pull_packages(options)?));
+        if session.cancel_handle().is_cancelled() {
+            return Ok(done);
+        }
+    }
+    done.push(("package versions", session.pull_package_versions(options)?));
+    Ok(done)
+}
+
+fn call_failure(e: &CallError, cancelled: bool) -> Failure {
+    match e {
+        CallError::Pull(PullError::Cancelled) => Failure::new(EXIT_INTERRUPTED, "interrupted"),
+        _ if cancelled => Failure::new(EXIT_INTERRUPTED, format!("interrupted: {e}")),
+        CallError::Pull(PullError::InvalidOptions(m)) => Failure::new(EXIT_USAGE, m.clone()),
+        _ => Failure::new(EXIT_FAILED, e.to_string()),
+    }
+}
+
+/// The bundle directory must be a directory; it is created when missing,
+/// except in a dry run, which writes nothing.
+fn prepare_bundle_dir(dir: &Path, dry_run: bool) -> Result<(), Failure> {
+    match std::fs::metadata(dir) {
+        Ok(meta) if meta.is_dir() => Ok(()),
+        Ok(_) => Err(Failure::new(
+            EXIT_FAILED,
+            format!(
+                "bundle path {} exists and is not a directory",
+                dir.display()
+            ),
+        )),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if dry_run {
+                return Ok(());
+            }
+            std::fs::create_dir_all(dir).map_err(|e| {
+                Failure::new(
+                    EXIT_FAILED,
+                    format!("cannot create bundle directory {}: {e}", dir.display()),
+                )
+            })
+        }
+        Err(e) => Err(Failure::new(
+            EXIT_FAILED,
+            format!("bundle directory {}: {e}", dir.display()),
+        )),
+    }
+}
+
+/// First Ctrl+C: cancel (in-flight requests end, complete packages are
+/// still packed). Second: remove this run's temporary entries and leave.
+fn install_interrupt_handler(session: &Session) {
+    let cancel = session.cancel_handle();
+    let temps = session.temps();
+    let presses = Arc::new(AtomicUsize::new(0));
+    let result = ctrlc::set_handler(move || {
+        if presses.fetch_add(1, Ordering::SeqCst) == 0 {
+            eprintln!(
+                "interrupted: stopping; complete packages are still packed (press Ctrl+C again to abort at once)"
+            );
+            cancel.cancel();
+        } else {
+            eprintln!("aborted: removing temporary files");
+            temps.remove_all();
+            std::process::exit(i32::from(EXIT_INTERRUPTED));
+        }
+    });
+    if let Err(e) = result {
+        eprintln!("warn: Ctrl+C will not stop the pull cleanly: {e}");
+    }
+}
