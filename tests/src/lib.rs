@@ -17,9 +17,27 @@ use anyhow::{Context, Result};
 
 /// Start a throwaway registry and push the whole [`fixture::Fixture`] to it.
 pub fn seeded_registry() -> Result<(registry::Registry, fixture::Fixture)> {
-    let registry = registry::Registry::start()?;
+    seed(registry::Registry::start()?, None)
+}
+
+/// Like [`seeded_registry`], with basic auth required
+/// ([`registry::TEST_USER`] / [`registry::TEST_PASSWORD`]).
+pub fn seeded_registry_with_auth() -> Result<(registry::Registry, fixture::Fixture)> {
+    seed(
+        registry::Registry::start_with_test_auth()?,
+        Some((registry::TEST_USER, registry::TEST_PASSWORD)),
+    )
+}
+
+fn seed(
+    registry: registry::Registry,
+    auth: Option<(&str, &str)>,
+) -> Result<(registry::Registry, fixture::Fixture)> {
     let fixture = fixture::Fixture::new(&registry.host());
-    let client = oci::Client::new(&registry.base_url());
+    let mut client = oci::Client::new(&registry.base_url());
+    if let Some((user, password)) = auth {
+        client = client.with_basic_auth(user, password);
+    }
     fixture
         .seed(&client)
         .with_context(|| format!("seeding the fixture; registry log:\n{}", registry.log()))?;

@@ -16,6 +16,15 @@ use anyhow::{Context, Result, bail};
 /// Where Debian installs the registry binary; `DOCKER_REGISTRY_BIN` overrides.
 pub const DEFAULT_REGISTRY_BIN: &str = "/usr/bin/docker-registry";
 
+/// The user of [`Registry::start_with_test_auth`].
+pub const TEST_USER: &str = "mirror";
+/// Its password (a throwaway value for a loopback test registry).
+pub const TEST_PASSWORD: &str = "s3cret";
+/// htpasswd line for TEST_USER / TEST_PASSWORD (bcrypt, cost 4 so that the
+/// registry's check on every request stays cheap).
+pub const TEST_HTPASSWD: &str =
+    "mirror:$2b$04$unH4uI.rWp83r/r9xkWJgefQQcHGAiQjkqbHnVKMIWzu1FppaspWS\n";
+
 /// How long to wait for the registry to report its address.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -38,6 +47,11 @@ impl Registry {
     /// (`user:$2y$...`), as distribution accepts.
     pub fn start_with_htpasswd(htpasswd: &str) -> Result<Registry> {
         Self::start_with(Some(htpasswd))
+    }
+
+    /// Start a registry with basic auth for [`TEST_USER`] / [`TEST_PASSWORD`].
+    pub fn start_with_test_auth() -> Result<Registry> {
+        Self::start_with_htpasswd(TEST_HTPASSWD)
     }
 
     fn start_with(htpasswd: Option<&str>) -> Result<Registry> {

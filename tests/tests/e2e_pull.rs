@@ -695,3 +695,73 @@ fn interrupt_stops_the_pull_and_leaves_only_complete_archives() {
     );
     drop(proxy);
 }
+
+// ---------------------------------------------------------------- basic auth
+
+#[test]
+fn pull_with_credentials_from_a_basic_auth_registry() {
+    use tests::registry::{TEST_PASSWORD, TEST_USER};
+    let art = artifacts();
+    let (registry, fixture) =
+        tests::seeded_registry_with_auth().expect("starting and seeding the registry");
+    let tmp = tempfile::tempdir().unwrap();
+    let bundle_dir = tmp.path().join("bundle");
+    let out = pull(
+        &art,
+        &fixture.root,
+        &bundle_dir,
+        &[
+            "--source-login",
+            TEST_USER,
+            "--source-password",
+            TEST_PASSWORD,
+        ],
+    )
+    .unwrap();
+    assert_eq!(
+        out.code(),
+        Some(0),
+        "{}\nregistry log (tail):\n{}",
+        out.transcript(),
+        tail(&registry.log(), 40)
+    );
+    let problems = check_bundle(
+        &bundle_dir,
+        &fixture.expected_unfiltered(),
+        &tmp.path().join("unpacked"),
+    );
+    assert_no_problems(&problems, &out);
+    assert!(
+        !out.stdout.contains(TEST_PASSWORD) && !out.stderr.contains(TEST_PASSWORD),
+        "the password was printed:\n{}",
+        out.transcript()
+    );
+}
+
+#[test]
+fn pull_without_credentials_from_a_basic_auth_registry_fails() {
+    let art = artifacts();
+    let (_registry, fixture) =
+        tests::seeded_registry_with_auth().expect("starting and seeding the registry");
+    let tmp = tempfile::tempdir().unwrap();
+    let bundle_dir = tmp.path().join("bundle");
+    let out = pull(&art, &fixture.root, &bundle_dir, &[]).unwrap();
+    assert_eq!(out.code(), Some(1), "want exit 1:\n{}", out.transcript());
+    let text = format!("{}\n{}", out.stdout, out.stderr).to_lowercase();
+    assert!(
+        ["unauthorized", "401", "credentials", "authentication"]
+            .iter()
+            .any(|w| text.contains(w)),
+        "the error does not say authentication failed:\n{}",
+        out.transcript()
+    );
+    if bundle_dir.exists() {
+        let names = dir_names(&bundle_dir).unwrap();
+        assert!(
+            names
+                .iter()
+                .all(|n| !n.ends_with(".tar") && !n.ends_with(".tmp")),
+            "left behind {names:?}"
+        );
+    }
+}

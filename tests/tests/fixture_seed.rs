@@ -456,3 +456,37 @@ fn slow_proxy_forwards_to_the_registry_with_a_delay() {
             .digest()
     );
 }
+
+#[test]
+fn auth_registry_wants_the_test_credentials() {
+    use tests::registry::{TEST_PASSWORD, TEST_USER};
+    let (registry, fixture) = tests::seeded_registry_with_auth().unwrap();
+    let anonymous = tests::oci::Client::new(&registry.base_url());
+    let r = anonymous.request("GET", "/v2/", &[], None).unwrap();
+    assert_eq!(r.status, 401);
+    let authed =
+        tests::oci::Client::new(&registry.base_url()).with_basic_auth(TEST_USER, TEST_PASSWORD);
+    authed.ping().unwrap();
+    let wrong = tests::oci::Client::new(&registry.base_url()).with_basic_auth(TEST_USER, "nope");
+    assert!(wrong.ping().is_err());
+    let reference = fixture.docker_ref("packages/console", "v1.3.0");
+    let out = skopeo(&["inspect", "--raw", "--tls-verify=false", &reference]);
+    assert!(!out.success(), "anonymous skopeo must be refused");
+    let creds = format!("{TEST_USER}:{TEST_PASSWORD}");
+    let out = skopeo(&[
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        "--creds",
+        &creds,
+        &reference,
+    ]);
+    assert!(out.success(), "{}", out.transcript());
+    assert_eq!(
+        sha256_digest(out.stdout.as_bytes()),
+        fixture
+            .lookup("packages/console", "v1.3.0")
+            .unwrap()
+            .digest()
+    );
+}
