@@ -10,6 +10,7 @@ pub mod fixture;
 pub mod oci;
 pub mod process;
 pub mod pull;
+pub mod quirky;
 pub mod registry;
 pub mod slowproxy;
 

@@ -318,6 +318,7 @@ pub struct Reply {
     pub content_type: Option<String>,
     pub docker_content_digest: Option<String>,
     pub location: Option<String>,
+    pub content_length: Option<u64>,
     pub body: Vec<u8>,
 }
 
@@ -385,6 +386,7 @@ impl Client {
         let content_type = header("content-type");
         let docker_content_digest = header("docker-content-digest");
         let location = header("location");
+        let content_length = header("content-length").and_then(|v| v.parse().ok());
         let body = if method == "HEAD" {
             Vec::new()
         } else {
@@ -399,6 +401,7 @@ impl Client {
             content_type,
             docker_content_digest,
             location,
+            content_length,
             body,
         })
     }

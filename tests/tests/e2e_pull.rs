@@ -765,3 +765,54 @@ fn pull_without_credentials_from_a_basic_auth_registry_fails() {
         );
     }
 }
+
+// ------------------------------------------------------- a picky registry
+
+#[test]
+fn pull_through_a_picky_registry() {
+    // Bearer tokens for anonymous pulls, paginated tag lists with opaque
+    // cursors, HEAD refused, 429 + Retry-After, blobs redirected to a store
+    // that rejects the Authorization header (see tests::quirky).
+    use tests::quirky::{Quirks, QuirkyRegistry, Stats};
+    let env = Env::new();
+    let front = QuirkyRegistry::start(&env.registry.base_url(), Quirks::default()).unwrap();
+    let fixture = Fixture::new(&front.host());
+    let bundle_dir = env.path("bundle");
+    let out = pull(&env.artifacts, &fixture.root, &bundle_dir, &[]).unwrap();
+    let stats = &front.stats;
+    assert_eq!(
+        out.code(),
+        Some(0),
+        "{}\nquirks: {}",
+        out.transcript(),
+        stats.summary()
+    );
+    let problems = check_bundle(
+        &bundle_dir,
+        &fixture.expected_unfiltered(),
+        &env.path("unpacked"),
+    );
+    assert!(
+        problems.is_empty(),
+        "{} problem(s):\n  {}\nquirks: {}\n{}",
+        problems.len(),
+        problems.join("\n  "),
+        stats.summary(),
+        out.transcript()
+    );
+    let summary = stats.summary();
+    eprintln!("quirks: {summary}");
+    assert!(Stats::get(&stats.tokens) >= 1, "{summary}");
+    assert!(
+        Stats::get(&stats.pages) >= 10,
+        "tag lists were paginated: {summary}"
+    );
+    assert_eq!(Stats::get(&stats.throttled), 3, "{summary}");
+    assert!(Stats::get(&stats.redirects) > 0, "{summary}");
+    assert!(Stats::get(&stats.blob_downloads) > 0, "{summary}");
+    assert_eq!(
+        Stats::get(&stats.blob_auth_rejected),
+        0,
+        "Authorization was sent to the blob store: {summary}"
+    );
+}

@@ -490,3 +490,119 @@ fn auth_registry_wants_the_test_credentials() {
             .digest()
     );
 }
+
+#[test]
+fn quirky_front_behaves_like_a_picky_registry() {
+    use std::sync::atomic::Ordering;
+    use tests::quirky::{Quirks, QuirkyRegistry, Stats, TOKEN};
+    let (registry, fixture) = seeded_registry().unwrap();
+    let front = QuirkyRegistry::start(
+        &registry.base_url(),
+        Quirks {
+            throttle_first: 2,
+            ..Quirks::default()
+        },
+    )
+    .unwrap();
+    let repo = "deckhouse/ee/packages/console";
+    let client = tests::oci::Client::new(&format!("http://{}", front.host()));
+    // Anonymous: a Bearer challenge naming the token realm and the scope.
+    let r = client.request("GET", "/v2/", &[], None).unwrap();
+    assert_eq!(r.status, 401);
+    let r = client
+        .request("GET", &format!("/v2/{repo}/tags/list"), &[], None)
+        .unwrap();
+    assert_eq!(r.status, 401);
+    let bearer = format!("Bearer {TOKEN}");
+    let auth = [("Authorization", bearer.as_str())];
+    // 429 twice with Retry-After, then the manifest; HEAD refused.
+    let path = format!("/v2/{repo}/manifests/v1.3.0");
+    let accept = ("Accept", tests::oci::MANIFEST_ACCEPT);
+    for _ in 0..2 {
+        let r = client
+            .request("GET", &path, &[auth[0], accept], None)
+            .unwrap();
+        assert_eq!(r.status, 429);
+    }
+    let r = client
+        .request("GET", &path, &[auth[0], accept], None)
+        .unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        sha256_digest(&r.body),
+        fixture
+            .lookup("packages/console", "v1.3.0")
+            .unwrap()
+            .digest()
+    );
+    let r = client
+        .request("HEAD", &path, &[auth[0], accept], None)
+        .unwrap();
+    assert_eq!(r.status, 405);
+    // Pagination with an opaque cursor, followed by skopeo.
+    let r = client
+        .request("GET", &format!("/v2/{repo}/tags/list"), &auth, None)
+        .unwrap();
+    assert_eq!(r.status, 200);
+    let v: Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(v["tags"].as_array().unwrap().len(), 2);
+    let out = skopeo(&[
+        "list-tags",
+        "--tls-verify=false",
+        &format!("docker://{}/{repo}", front.host()),
+    ]);
+    assert!(out.success(), "{}", out.transcript());
+    let v: Value = serde_json::from_str(&out.stdout).unwrap();
+    let mut got: Vec<String> = v["Tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap().to_string())
+        .collect();
+    got.sort();
+    assert_eq!(got, fixture.tags("packages/console"));
+    assert!(Stats::get(&front.stats.pages) > 3);
+    assert!(Stats::get(&front.stats.tokens) >= 1);
+    // Blobs: redirected to the blob store, which refuses Authorization.
+    let tmp = tempfile::tempdir().unwrap();
+    let dest = tmp.path().join("img");
+    let out = skopeo(&[
+        "--insecure-policy",
+        "copy",
+        "--quiet",
+        "--src-tls-verify=false",
+        &format!("docker://{}/{repo}:v1.3.0", front.host()),
+        &format!("dir:{}", dest.display()),
+    ]);
+    assert!(
+        out.success(),
+        "{}\n{}",
+        out.transcript(),
+        front.stats.summary()
+    );
+    assert!(
+        Stats::get(&front.stats.redirects) >= 3,
+        "{}",
+        front.stats.summary()
+    );
+    assert_eq!(front.stats.blob_auth_rejected.load(Ordering::Relaxed), 0);
+    let r = client
+        .request(
+            "GET",
+            &format!(
+                "http://127.0.0.1:{}/store/{repo}/{}",
+                front.blob_port(),
+                fixture
+                    .lookup("packages/console", "v1.3.0")
+                    .unwrap()
+                    .default_image()
+                    .config
+                    .digest
+            ),
+            &auth,
+            None,
+        )
+        .unwrap();
+    assert_eq!(r.status, 400, "the blob store refuses Authorization");
+    assert_eq!(front.stats.blob_auth_rejected.load(Ordering::Relaxed), 1);
+}
