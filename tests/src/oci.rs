@@ -154,8 +154,7 @@ pub struct Image {
 }
 
 impl Image {
-    /// An image for `platform` with `layers` (bottom first) and an optional
-    /// set of manifest annotations.
+    /// An image for `platform` with `layers` (bottom first).
     pub fn new(platform: &Platform, layers: Vec<Layer>) -> Image {
         Self::with_config_extra(platform, layers, Value::Null, None)
     }

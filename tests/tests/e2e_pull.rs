@@ -642,7 +642,8 @@ fn interrupt_stops_the_pull_and_leaves_only_complete_archives() {
         std::thread::sleep(Duration::from_millis(5));
     }
     let kill = process::run(
-        process::command("kill").args(["-INT", &child.id().to_string()]),
+        // The shell's builtin kill: no dependency on a kill binary.
+        process::command("sh").args(["-c", "kill -INT \"$1\"", "sh", &child.id().to_string()]),
         Duration::from_secs(10),
     )
     .unwrap();
