@@ -148,8 +148,8 @@ fn pull(plugin: &Path, args: PullArgs, log_level: LogLevel) -> Result<(), Failur
             ));
         }
     };
-    prepare_bundle_dir(&args.bundle_dir, args.dry_run)?;
     let plugin = Plugin::load(plugin).map_err(|m| Failure::new(EXIT_FAILED, m))?;
+    prepare_bundle_dir(&args.bundle_dir, args.dry_run)?;
 
     let mut registry = RegistryConfig::new(source.clone());
     registry.insecure = args.insecure;
