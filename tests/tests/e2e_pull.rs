@@ -38,10 +38,15 @@ impl Env {
     fn new() -> Env {
         let artifacts = artifacts();
         let (registry, fixture) = seeded_registry().expect("starting and seeding the registry");
-        let tmp = tempfile::Builder::new()
+        let mut tmp = tempfile::Builder::new()
             .prefix("pm-e2e-")
             .tempdir()
             .unwrap();
+        if std::env::var_os("PM_KEEP_TMP").is_some() {
+            // Keep bundles and unpacked layouts for a look after the run.
+            tmp.disable_cleanup(true);
+            eprintln!("PM_KEEP_TMP: keeping {}", tmp.path().display());
+        }
         Env {
             artifacts,
             registry,
