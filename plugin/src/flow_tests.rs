@@ -249,6 +249,7 @@ fn package_versions_carry_every_release_tag() {
     assert!(tags(&l["packages/console/version"]).contains(&"v1.3.0"));
     assert_eq!(tags(&l["packages/tools/version"]), ["v2.0.0"]);
     assert_eq!(l.len(), 3);
+    assert_eq!(summary.packages[0].versions, ["v1.2.0", "v1.1.0", "v1.0.0"]);
     assert!(w.fs.paths().iter().all(|p| !p.contains(".tmp")));
 }
 

@@ -115,6 +115,7 @@ fn pull_one(host: &Host, opts: &Options, name: &str, dir: &str) -> Result<Packag
         if let Some(Ok(v)) = files
             .get(metadata::VERSION_JSON)
             .map(|c| metadata::parse_version_json(c))
+            && !tags.contains(&v)
         {
             tags.push(v);
         }
