@@ -11,6 +11,9 @@ pub mod manifests;
 pub mod tags;
 mod transport;
 
+#[cfg(test)]
+mod client_tests;
+
 use std::collections::HashMap;
 use std::time::Duration;
 

@@ -1,0 +1,564 @@
+//! The client against a small scripted HTTP server on 127.0.0.1: the
+//! behaviours of real registries that Debian's registry does not show
+//! (token auth, opaque pagination, refused HEAD, 429, redirects to storage).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::blobs::BlobFetch;
+use super::manifests::{Descriptor, ImageRef, OCI_MANIFEST};
+use super::*;
+use crate::cancel::Cancel;
+use crate::events::{Events, LogLevel};
+use crate::fs::Confined;
+use crate::temps::TempTracker;
+use crate::testutil::TempDir;
+
+/// A request as the server saw it.
+#[derive(Debug, Clone)]
+struct Seen {
+    method: String,
+    target: String,
+    headers: HashMap<String, String>,
+}
+
+/// An answer: status, headers, body (sent for GET, announced for HEAD).
+struct Answer {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+fn answer(status: u16, body: &[u8]) -> Answer {
+    Answer {
+        status,
+        headers: vec![],
+        body: body.to_vec(),
+    }
+}
+
+impl Answer {
+    fn header(mut self, k: &str, v: &str) -> Self {
+        self.headers.push((k.to_owned(), v.to_owned()));
+        self
+    }
+}
+
+type Handler = Arc<dyn Fn(&Seen) -> Answer + Send + Sync>;
+
+struct Server {
+    addr: SocketAddr,
+    seen: Arc<Mutex<Vec<Seen>>>,
+}
+
+impl Server {
+    async fn start(handler: impl Fn(&Seen) -> Answer + Send + Sync + 'static) -> Server {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen: Arc<Mutex<Vec<Seen>>> = Default::default();
+        let handler: Handler = Arc::new(handler);
+        let log = Arc::clone(&seen);
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut sock, _)) = listener.accept().await else {
+                    return;
+                };
+                let (handler, log) = (Arc::clone(&handler), Arc::clone(&log));
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match sock.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    let text = String::from_utf8_lossy(&buf).into_owned();
+                    let mut lines = text.split("\r\n");
+                    let mut first = lines.next().unwrap_or("").split(' ');
+                    let (method, target) = (
+                        first.next().unwrap_or("").to_owned(),
+                        first.next().unwrap_or("").to_owned(),
+                    );
+                    let headers = lines
+                        .take_while(|l| !l.is_empty())
+                        .filter_map(|l| l.split_once(':'))
+                        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+                        .collect();
+                    let req = Seen {
+                        method,
+                        target,
+                        headers,
+                    };
+                    log.lock().unwrap().push(req.clone());
+                    let a = handler(&req);
+                    let mut head = format!("HTTP/1.1 {} X\r\nConnection: close\r\n", a.status);
+                    if !a
+                        .headers
+                        .iter()
+                        .any(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+                    {
+                        head.push_str(&format!("Content-Length: {}\r\n", a.body.len()));
+                    }
+                    for (k, v) in &a.headers {
+                        head.push_str(&format!("{k}: {v}\r\n"));
+                    }
+                    head.push_str("\r\n");
+                    let _ = sock.write_all(head.as_bytes()).await;
+                    if req.method != "HEAD" {
+                        let _ = sock.write_all(&a.body).await;
+                    }
+                    let _ = sock.shutdown().await;
+                });
+            }
+        });
+        Server { addr, seen }
+    }
+
+    fn host(&self) -> String {
+        self.addr.to_string()
+    }
+
+    fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+fn client_for(server: &Server, credentials: Option<Credentials>) -> (Arc<Client>, Cancel) {
+    let mut config = RegistryConfig::new(Source {
+        host: server.host(),
+        root: "root".into(),
+    });
+    config.insecure = true;
+    config.credentials = credentials;
+    config.retry = RetryPolicy {
+        attempts: 3,
+        base_delay: Duration::from_millis(10),
+        max_delay: Duration::from_millis(50),
+    };
+    let cancel = Cancel::new();
+    let events = Events::new(LogLevel::Warn, cancel.clone());
+    (
+        Arc::new(Client::new(config, cancel.clone(), events).unwrap()),
+        cancel,
+    )
+}
+
+fn creds() -> Option<Credentials> {
+    Some(Credentials {
+        username: "u".into(),
+        password: "p".into(),
+    })
+}
+
+fn sha(data: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(data)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_flow_end_to_end() {
+    let realm: Arc<Mutex<String>> = Default::default();
+    let r = Arc::clone(&realm);
+    let server = Server::start(move |req| {
+        if req.target.starts_with("/token") {
+            assert_eq!(
+                req.headers.get("authorization").map(String::as_str),
+                Some("Basic dTpw")
+            );
+            assert!(req.target.contains("service=reg"), "{}", req.target);
+            return answer(200, br#"{"access_token":"T"}"#);
+        }
+        if req.headers.get("authorization").map(String::as_str) != Some("Bearer T") {
+            let realm = r.lock().unwrap().clone();
+            return answer(401, b"").header(
+                "WWW-Authenticate",
+                &format!("Bearer realm=\"{realm}\",service=\"reg\""),
+            );
+        }
+        answer(200, br#"{"name":"x","tags":["a","b"]}"#)
+    })
+    .await;
+    *realm.lock().unwrap() = format!("http://{}/token", server.host());
+    let (client, _) = client_for(&server, creds());
+
+    assert_eq!(
+        client.list_tags("packages", None).await.unwrap(),
+        vec!["a", "b"]
+    );
+    assert_eq!(
+        client.list_tags("packages", None).await.unwrap(),
+        vec!["a", "b"]
+    );
+    assert_eq!(
+        client.list_tags("packages/x", None).await.unwrap(),
+        vec!["a", "b"]
+    );
+    let tokens = server
+        .seen()
+        .iter()
+        .filter(|s| s.target.starts_with("/token"))
+        .count();
+    // One token per scope; the second scope is fetched up front.
+    assert_eq!(tokens, 2);
+    let challenged = server
+        .seen()
+        .iter()
+        .filter(|s| {
+            s.headers
+                .get("authorization")
+                .is_some_and(|a| a.starts_with("Basic"))
+                && !s.target.starts_with("/token")
+        })
+        .count();
+    assert_eq!(
+        challenged, 1,
+        "only the first request goes out with basic credentials"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anonymous_token_and_refused_credentials() {
+    let realm: Arc<Mutex<String>> = Default::default();
+    let r = Arc::clone(&realm);
+    let server = Server::start(move |req| {
+        if req.target.starts_with("/token") {
+            assert!(!req.headers.contains_key("authorization"));
+            return answer(
+                401,
+                br#"{"errors":[{"code":"UNAUTHORIZED","message":"no anonymous pulls"}]}"#,
+            );
+        }
+        let realm = r.lock().unwrap().clone();
+        answer(401, b"").header("WWW-Authenticate", &format!("Bearer realm=\"{realm}\""))
+    })
+    .await;
+    *realm.lock().unwrap() = format!("http://{}/token", server.host());
+    let (client, _) = client_for(&server, None);
+    let e = client.list_tags("packages", None).await.unwrap_err();
+    assert_eq!(e.kind, Kind::Unauthorized, "{e}");
+    assert!(e.message.contains("no anonymous pulls"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pagination_follows_relative_and_absolute_links_and_stops_on_a_loop() {
+    let host: Arc<Mutex<String>> = Default::default();
+    let h = Arc::clone(&host);
+    let server = Server::start(move |req| {
+        let host = h.lock().unwrap().clone();
+        match req.target.as_str() {
+            "/v2/root/packages/tags/list?n=1000" => answer(200, br#"{"tags":["a"]}"#).header(
+                "Link",
+                "</v2/root/packages/tags/list?last=a&n=1000>; rel=\"next\"",
+            ),
+            "/v2/root/packages/tags/list?last=a&n=1000" => answer(200, br#"{"tags":["b"]}"#)
+                .header(
+                    "Link",
+                    &format!(
+                        "<http://{host}/v2/root/packages/tags/list?page=opaque>; rel=\"next\""
+                    ),
+                ),
+            "/v2/root/packages/tags/list?page=opaque" => answer(200, br#"{"tags":["c"]}"#)
+                .header("Link", "</v2/root/packages/tags/list?n=1000>; rel=\"next\""),
+            other => answer(500, other.as_bytes()),
+        }
+    })
+    .await;
+    *host.lock().unwrap() = server.host();
+    let (client, _) = client_for(&server, None);
+    assert_eq!(
+        client.list_tags("packages", None).await.unwrap(),
+        vec!["a", "b", "c"]
+    );
+    assert_eq!(server.seen().len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_repository_and_timeouts() {
+    let server = Server::start(|req| {
+        if req.target.contains("slow") {
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        answer(404, br#"{"errors":[{"code":"NAME_UNKNOWN","message":"repository name not known to registry"}]}"#)
+    })
+    .await;
+    let (client, _) = client_for(&server, None);
+    let e = client.list_tags("packages", None).await.unwrap_err();
+    assert_eq!(e.kind, Kind::NotFound);
+    assert!(e.message.contains("NAME_UNKNOWN"), "{e}");
+    let e = client
+        .list_tags("slow", Some(Duration::from_millis(50)))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, Kind::Other);
+    assert!(e.message.contains("timed out"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_429_and_5xx_then_gives_up() {
+    let count = Arc::new(Mutex::new(0));
+    let c = Arc::clone(&count);
+    let server = Server::start(move |req| {
+        let mut n = c.lock().unwrap();
+        *n += 1;
+        if req.target.contains("flaky") && *n == 1 {
+            return answer(429, b"").header("Retry-After", "0");
+        }
+        if req.target.contains("flaky") && *n == 2 {
+            return answer(503, b"");
+        }
+        if req.target.contains("down") {
+            return answer(502, b"bad gateway");
+        }
+        answer(200, br#"{"tags":["ok"]}"#)
+    })
+    .await;
+    let (client, _) = client_for(&server, None);
+    assert_eq!(client.list_tags("flaky", None).await.unwrap(), vec!["ok"]);
+    *count.lock().unwrap() = 0;
+    let e = client.list_tags("down", None).await.unwrap_err();
+    assert_eq!(e.kind, Kind::Other);
+    assert!(e.message.contains("502"), "{e}");
+    assert_eq!(*count.lock().unwrap(), 3, "three attempts in all");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resolve_uses_head_and_falls_back_to_get() {
+    let manifest = br#"{"schemaVersion":2,"config":{},"layers":[]}"#.to_vec();
+    let digest = sha(&manifest);
+    let (m, d) = (manifest.clone(), digest.clone());
+    let server = Server::start(move |req| {
+        let path = req.target.as_str();
+        assert!(
+            req.headers
+                .get("accept")
+                .is_some_and(|a| a.contains(OCI_MANIFEST))
+        );
+        match (req.method.as_str(), path) {
+            ("HEAD", "/v2/root/good/manifests/v1") => answer(200, &m)
+                .header("Docker-Content-Digest", &d)
+                .header("Content-Type", OCI_MANIFEST),
+            ("HEAD", p) if p.starts_with("/v2/root/nohead/") => answer(405, b""),
+            ("GET", "/v2/root/nohead/manifests/v1") => {
+                answer(200, &m).header("Content-Type", "application/json")
+            }
+            _ => answer(404, b""),
+        }
+    })
+    .await;
+    let (client, _) = client_for(&server, None);
+    let refs = [
+        ImageRef {
+            repo: "good".into(),
+            reference: "v1".into(),
+        },
+        ImageRef {
+            repo: "nohead".into(),
+            reference: "v1".into(),
+        },
+        ImageRef {
+            repo: "nohead".into(),
+            reference: "v2".into(),
+        },
+        ImageRef {
+            repo: "good".into(),
+            reference: "missing".into(),
+        },
+        ImageRef {
+            repo: "../evil".into(),
+            reference: "v1".into(),
+        },
+    ];
+    let got = client.resolve(&refs).await;
+    let want = Descriptor {
+        media_type: OCI_MANIFEST.into(),
+        digest: digest.clone(),
+        size: manifest.len() as u64,
+    };
+    assert_eq!(got[0], Ok(Some(want.clone())));
+    assert_eq!(got[1], Ok(Some(want)));
+    assert_eq!(got[2], Ok(None));
+    assert_eq!(got[3], Ok(None));
+    assert_eq!(got[4].as_ref().unwrap_err().kind, Kind::Other);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fetched_manifests_are_checked_against_a_requested_digest() {
+    let manifest =
+        br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json"}"#.to_vec();
+    let m = manifest.clone();
+    let server = Server::start(move |_| answer(200, &m).header("Content-Type", OCI_MANIFEST)).await;
+    let (client, _) = client_for(&server, None);
+    let good = sha(&manifest);
+    let bad = format!("sha256:{}", "0".repeat(64));
+    let got = client
+        .fetch_manifests(&[
+            ImageRef {
+                repo: "a".into(),
+                reference: good.clone(),
+            },
+            ImageRef {
+                repo: "a".into(),
+                reference: bad,
+            },
+            ImageRef {
+                repo: "a".into(),
+                reference: "tag".into(),
+            },
+        ])
+        .await;
+    assert_eq!(got[0].as_ref().unwrap().descriptor.digest, good);
+    assert_eq!(got[0].as_ref().unwrap().body, manifest);
+    assert_eq!(got[1].as_ref().unwrap_err().kind, Kind::Integrity);
+    assert_eq!(
+        got[2].as_ref().unwrap().descriptor.size,
+        manifest.len() as u64
+    );
+}
+
+fn bundle(dir: &TempDir) -> Arc<Confined> {
+    let root = dir.path().join("bundle");
+    std::fs::create_dir_all(root.join("w.tmp")).unwrap();
+    Arc::new(Confined::new(&root, Arc::new(TempTracker::new(&root))).unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blobs_are_verified_and_redirects_drop_credentials() {
+    let blob = b"layer bytes".to_vec();
+    let storage = {
+        let b = blob.clone();
+        Server::start(move |req| {
+            assert!(
+                !req.headers.contains_key("authorization"),
+                "credentials leaked to storage"
+            );
+            if req.target.contains("short") {
+                answer(200, &b[..4])
+            } else {
+                answer(200, &b)
+            }
+        })
+        .await
+    };
+    let storage_host = storage.host();
+    let registry = Server::start(move |req| {
+        assert_eq!(
+            req.headers.get("authorization").map(String::as_str),
+            Some("Basic dTpw")
+        );
+        let kind = if req.target.contains(&"1".repeat(64)) {
+            "short"
+        } else {
+            "full"
+        };
+        answer(307, b"").header("Location", &format!("http://{storage_host}/{kind}"))
+    })
+    .await;
+    let dir = TempDir::new("blobs");
+    let fs = bundle(&dir);
+    let (client, _) = client_for(&registry, creds());
+    let good = sha(&blob);
+    let short = format!("sha256:{}", "1".repeat(64));
+    let wrong = format!("sha256:{}", "0".repeat(64));
+    let fetch = |digest: &str, size: u64, path: &str| BlobFetch {
+        repo: "a".into(),
+        digest: digest.into(),
+        size,
+        path: path.into(),
+    };
+    let got = client
+        .fetch_blobs(
+            &fs,
+            vec![
+                fetch(&good, blob.len() as u64, "w.tmp/good"),
+                fetch(&wrong, blob.len() as u64, "w.tmp/wrong"),
+                fetch(&good, blob.len() as u64 + 1, "w.tmp/size"),
+                fetch(&short, blob.len() as u64, "w.tmp/short"),
+                fetch(&good, blob.len() as u64, "../escape"),
+            ],
+        )
+        .await;
+    assert_eq!(got[0], Ok(()));
+    assert_eq!(std::fs::read(fs.root().join("w.tmp/good")).unwrap(), blob);
+    for (i, r) in got.iter().enumerate().skip(1).take(3) {
+        assert_eq!(r.as_ref().unwrap_err().kind, Kind::Integrity, "#{i}: {r:?}");
+    }
+    assert_eq!(got[4].as_ref().unwrap_err().kind, Kind::Other);
+    let mut left = std::fs::read_dir(fs.root().join("w.tmp"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect::<Vec<_>>();
+    left.sort();
+    assert_eq!(left, vec!["good"], "no partial or temporary files remain");
+    assert!(!dir.path().join("escape").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancellation_is_never_not_found() {
+    let server = Server::start(|_| {
+        std::thread::sleep(Duration::from_millis(500));
+        answer(404, b"")
+    })
+    .await;
+    let (client, cancel) = client_for(&server, None);
+    let c = cancel.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        c.cancel();
+    });
+    let got = client
+        .resolve(&[ImageRef {
+            repo: "a".into(),
+            reference: "v1".into(),
+        }])
+        .await;
+    assert_eq!(got[0].as_ref().unwrap_err().kind, Kind::Cancelled);
+    let e = client.list_tags("a", None).await.unwrap_err();
+    assert_eq!(e.kind, Kind::Cancelled);
+}
+
+#[test]
+fn layer_files_stream_through_the_shared_scanner() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    let content = br#"{"version":"v1.0.0"}"#;
+    h.set_size(content.len() as u64);
+    h.set_mode(0o644);
+    b.append_data(&mut h, "version.json", &content[..]).unwrap();
+    let tar = b.into_inner().unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gz, &tar).unwrap();
+    let gz = gz.finish().unwrap();
+    let server = runtime.block_on(Server::start(move |_| answer(200, &gz)));
+    let (client, _) = client_for(&server, None);
+    let digest = format!("sha256:{}", "a".repeat(64));
+    let found = client
+        .read_layer_files_blocking(
+            runtime.handle(),
+            "a",
+            &digest,
+            &["./version.json".into()],
+            1 << 20,
+        )
+        .unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].content, content);
+    let e = client
+        .read_layer_files_blocking(
+            runtime.handle(),
+            "a",
+            &digest,
+            &["version.json".into()],
+            100,
+        )
+        .unwrap_err();
+    assert_eq!(e.kind, Kind::Integrity);
+}
