@@ -284,13 +284,8 @@ impl Output {
             .seek(SeekFrom::Start(offset))
             .map_err(|e| io_error(&e, src))?;
         out.flush().map_err(|e| io_error(&e, path))?;
-        let copied = io::copy(&mut source.take(len), out.get_mut()).map_err(|e| {
-            if matches!(io_error(&e, path), FsError::NoSpace(_)) {
-                io_error(&e, path)
-            } else {
-                io_error(&e, src)
-            }
-        })?;
+        let copied = io::copy(&mut source.take(len), out.get_mut())
+            .map_err(|e| io_error(&e, &format!("{path} (copying from {src})")))?;
         if copied != len {
             return Err(FsError::Other(format!(
                 "{src}: copied {copied} of {len} bytes; the file changed while being read"
@@ -370,6 +365,17 @@ mod tests {
         assert!(matches!(fs.stat("out"), Err(FsError::Denied(_))));
         assert!(!outside.join("g").exists());
         assert_eq!(std::fs::read(outside.join("f")).unwrap(), b"secret");
+    }
+
+    #[test]
+    fn a_full_disk_says_so() {
+        let e = io_error(&io::Error::from(io::ErrorKind::StorageFull), "x.tar.tmp");
+        assert_eq!(
+            e,
+            FsError::NoSpace("x.tar.tmp: the disk is full (no space left on device)".into())
+        );
+        let e = io_error(&io::Error::from(io::ErrorKind::NotFound), "a");
+        assert!(matches!(e, FsError::NotFound(_)));
     }
 
     #[test]

@@ -298,3 +298,32 @@ fn one_line(e: &wasmtime::Error) -> String {
     }
     text.lines().next().unwrap_or("").trim().to_owned()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::TempDir;
+
+    fn load_error(bytes: Option<&[u8]>) -> String {
+        let dir = TempDir::new("load");
+        let path = dir.path().join("plugin.wasm");
+        if let Some(bytes) = bytes {
+            std::fs::write(&path, bytes).unwrap();
+        }
+        let e = Plugin::load(&path).unwrap_err();
+        assert!(
+            e.contains(&path.display().to_string()),
+            "names the path: {e}"
+        );
+        assert!(!e.contains('\n'), "one line: {e}");
+        e
+    }
+
+    #[test]
+    fn load_errors_are_one_line_and_name_the_file() {
+        assert!(load_error(None).contains("cannot read plugin"));
+        assert!(load_error(Some(b"hello")).contains("not a WebAssembly component"));
+        assert!(load_error(Some(b"\0asm\x01\0\0\0")).contains("core WebAssembly module"));
+        assert!(load_error(Some(b"\0asm\x0d\0\x01\0garbage")).contains("not a valid component"));
+    }
+}

@@ -32,6 +32,8 @@ struct Answer {
     status: u16,
     headers: Vec<(String, String)>,
     body: Vec<u8>,
+    /// How long the server waits before answering.
+    delay: Duration,
 }
 
 fn answer(status: u16, body: &[u8]) -> Answer {
@@ -39,12 +41,18 @@ fn answer(status: u16, body: &[u8]) -> Answer {
         status,
         headers: vec![],
         body: body.to_vec(),
+        delay: Duration::ZERO,
     }
 }
 
 impl Answer {
     fn header(mut self, k: &str, v: &str) -> Self {
         self.headers.push((k.to_owned(), v.to_owned()));
+        self
+    }
+
+    fn after(mut self, delay: Duration) -> Self {
+        self.delay = delay;
         self
     }
 }
@@ -97,6 +105,7 @@ impl Server {
                     };
                     log.lock().unwrap().push(req.clone());
                     let a = handler(&req);
+                    tokio::time::sleep(a.delay).await;
                     let mut head = format!("HTTP/1.1 {} X\r\nConnection: close\r\n", a.status);
                     if !a
                         .headers
@@ -280,10 +289,8 @@ async fn pagination_follows_relative_and_absolute_links_and_stops_on_a_loop() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_repository_and_timeouts() {
     let server = Server::start(|req| {
-        if req.target.contains("slow") {
-            std::thread::sleep(Duration::from_millis(300));
-        }
-        answer(404, br#"{"errors":[{"code":"NAME_UNKNOWN","message":"repository name not known to registry"}]}"#)
+        let delay = if req.target.contains("slow") { Duration::from_millis(300) } else { Duration::ZERO };
+        answer(404, br#"{"errors":[{"code":"NAME_UNKNOWN","message":"repository name not known to registry"}]}"#).after(delay)
     })
     .await;
     let (client, _) = client_for(&server, None);
@@ -499,11 +506,7 @@ async fn blobs_are_verified_and_redirects_drop_credentials() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancellation_is_never_not_found() {
-    let server = Server::start(|_| {
-        std::thread::sleep(Duration::from_millis(500));
-        answer(404, b"")
-    })
-    .await;
+    let server = Server::start(|_| answer(404, b"").after(Duration::from_millis(500))).await;
     let (client, cancel) = client_for(&server, None);
     let c = cancel.clone();
     tokio::spawn(async move {
