@@ -5,7 +5,7 @@ use crate::error::{Error, RegistryContext, Result};
 use crate::filter::{self, Filter};
 use crate::names;
 use crate::options::Options;
-use crate::ports::{Host, RegistryError};
+use crate::ports::{Host, Progress, RegistryError};
 
 /// Where package names are listed: the tags of `<root>/packages`.
 pub const PACKAGES_REPO: &str = "packages";
@@ -57,4 +57,17 @@ pub fn package_names(host: &Host, opts: &Options, filter: &Filter) -> Result<Dis
         }
     }
     Ok(Discovery::Names(filter.select_names(&valid)))
+}
+
+/// Stops if the call was cancelled, else announces package `i` of `names`.
+pub fn start_package(host: &Host, names: &[String], i: usize) -> Result<()> {
+    if host.events.cancelled() {
+        return Err(Error::Cancelled);
+    }
+    host.events.progress(Progress::PackageStarted {
+        name: names[i].clone(),
+        index: i as u32 + 1,
+        total: names.len() as u32,
+    });
+    Ok(())
 }

@@ -21,6 +21,7 @@ pub mod ports;
 pub mod probe;
 pub mod puller;
 pub mod versions;
+pub mod workdir;
 
 #[cfg(target_arch = "wasm32")]
 mod glue;

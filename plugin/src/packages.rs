@@ -14,11 +14,7 @@ use crate::options::{Options, PackageSummary, Summary};
 use crate::ports::{Descriptor, Host, ImageRef, Progress, RegistryError};
 use crate::probe;
 use crate::puller::{self, Image, Placement, ReadFilesError};
-
-/// Where layouts are built before packing; inside the bundle directory so
-/// the final rename never crosses filesystems, and named `.tmp` so the host
-/// can sweep it after a crash.
-pub const WORK_DIR: &str = ".packages-work.tmp";
+use crate::workdir::{self, WORK_DIR};
 
 /// Attempts and the pause between them when `extra_images.json` cannot be
 /// read for a transient reason (SPEC: never silently drop extras).
@@ -45,16 +41,10 @@ pub fn pull_packages(host: &Host, opts: &Options) -> Result<Summary> {
         host.warn("no packages selected: nothing to pull");
         return Ok(summary);
     }
-    if !opts.dry_run {
-        host.fs.remove(WORK_DIR).ctx(WORK_DIR)?;
-    }
-    let outcome = pull_all(host, opts, &filter, &names, &mut summary);
-    if !opts.dry_run {
-        let cleanup = host.fs.remove(WORK_DIR).ctx(WORK_DIR);
-        outcome?;
-        cleanup?;
+    if opts.dry_run {
+        pull_all(host, opts, &filter, &names, &mut summary)?;
     } else {
-        outcome?;
+        workdir::scoped(host, || pull_all(host, opts, &filter, &names, &mut summary))?;
     }
     Ok(summary)
 }
@@ -67,14 +57,7 @@ fn pull_all(
     summary: &mut Summary,
 ) -> Result<()> {
     for (i, name) in names.iter().enumerate() {
-        if host.events.cancelled() {
-            return Err(Error::Cancelled);
-        }
-        host.events.progress(Progress::PackageStarted {
-            name: name.clone(),
-            index: i as u32 + 1,
-            total: names.len() as u32,
-        });
+        discovery::start_package(host, names, i)?;
         let constraint = filter.constraint(name);
         if opts.dry_run {
             summary

@@ -9,9 +9,10 @@ use crate::layout::Layout;
 use crate::metadata;
 use crate::names::PackageRepos;
 use crate::options::{Options, PackageSummary, Summary};
-use crate::packages::{WORK_DIR, planned_channels};
+use crate::packages::planned_channels;
 use crate::ports::{Host, ImageRef, Progress};
 use crate::puller::{self, Image, Placement};
+use crate::workdir::{self, WORK_DIR};
 
 pub const ARCHIVE: &str = "package-versions.tar";
 
@@ -47,25 +48,14 @@ pub fn pull_package_versions(host: &Host, opts: &Options) -> Result<Summary> {
     if names.is_empty() {
         return Ok(summary);
     }
-    host.fs.remove(WORK_DIR).ctx(WORK_DIR)?;
-    let outcome = pull_all(host, opts, &names, &mut summary);
-    let cleanup = host.fs.remove(WORK_DIR).ctx(WORK_DIR);
-    outcome?;
-    cleanup?;
+    workdir::scoped(host, || pull_all(host, opts, &names, &mut summary))?;
     Ok(summary)
 }
 
 fn pull_all(host: &Host, opts: &Options, names: &[String], summary: &mut Summary) -> Result<()> {
     let mut members: Vec<Member> = Vec::new();
     for (i, name) in names.iter().enumerate() {
-        if host.events.cancelled() {
-            return Err(Error::Cancelled);
-        }
-        host.events.progress(Progress::PackageStarted {
-            name: name.clone(),
-            index: i as u32 + 1,
-            total: names.len() as u32,
-        });
+        discovery::start_package(host, names, i)?;
         let dir = format!("packages/{name}/version");
         match pull_one(host, opts, name, &format!("{WORK_DIR}/{dir}")) {
             Ok(package) if package.images > 0 => {
