@@ -149,7 +149,7 @@ fn pull(plugin: &Path, args: PullArgs, log_level: LogLevel) -> Result<(), Failur
         }
     };
     let plugin = Plugin::load(plugin).map_err(|m| Failure::new(EXIT_FAILED, m))?;
-    prepare_bundle_dir(&args.bundle_dir, args.dry_run)?;
+    let created_bundle_dir = prepare_bundle_dir(&args.bundle_dir, args.dry_run)?;
 
     let mut registry = RegistryConfig::new(source.clone());
     registry.insecure = args.insecure;
@@ -183,6 +183,10 @@ fn pull(plugin: &Path, args: PullArgs, log_level: LogLevel) -> Result<(), Failur
     let cancelled = session.cancel_handle().is_cancelled();
     if result.is_err() || cancelled {
         session.temps().remove_all();
+        if created_bundle_dir {
+            // Only succeeds when empty: a failed run leaves no trace.
+            let _ = std::fs::remove_dir(&args.bundle_dir);
+        }
     }
     let summaries = result.map_err(|e| call_failure(&e, cancelled))?;
     let calls: Vec<(&str, &host::PullSummary)> = summaries.iter().map(|(t, s)| (*t, s)).collect();
@@ -221,10 +225,10 @@ fn call_failure(e: &CallError, cancelled: bool) -> Failure {
 }
 
 /// The bundle directory must be a directory; it is created when missing,
-/// except in a dry run, which writes nothing.
-fn prepare_bundle_dir(dir: &Path, dry_run: bool) -> Result<(), Failure> {
+/// except in a dry run, which writes nothing. Returns whether it was created.
+fn prepare_bundle_dir(dir: &Path, dry_run: bool) -> Result<bool, Failure> {
     match std::fs::metadata(dir) {
-        Ok(meta) if meta.is_dir() => Ok(()),
+        Ok(meta) if meta.is_dir() => Ok(false),
         Ok(_) => Err(Failure::new(
             EXIT_FAILED,
             format!(
@@ -234,14 +238,15 @@ fn prepare_bundle_dir(dir: &Path, dry_run: bool) -> Result<(), Failure> {
         )),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             if dry_run {
-                return Ok(());
+                return Ok(false);
             }
             std::fs::create_dir_all(dir).map_err(|e| {
                 Failure::new(
                     EXIT_FAILED,
                     format!("cannot create bundle directory {}: {e}", dir.display()),
                 )
-            })
+            })?;
+            Ok(true)
         }
         Err(e) => Err(Failure::new(
             EXIT_FAILED,

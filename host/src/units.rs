@@ -47,6 +47,8 @@ pub fn parse_chunk_size(text: &str) -> Result<u64, String> {
         .map(|b| b / scale)
         .and_then(|b| u64::try_from(b).ok());
     match bytes {
+        // `0` alone means "no chunks"; a zero with a unit is a mistake.
+        Some(0) if !unit.is_empty() => invalid("a size with a unit must be more than zero"),
         Some(b) => Ok(b),
         None => invalid("too large"),
     }
@@ -172,6 +174,9 @@ mod tests {
             "5XB",
             ".",
             "99999999999999999999999",
+            "0MB",
+            "0.0GiB",
+            "0.1B",
         ] {
             let err = parse_chunk_size(bad).unwrap_err();
             assert!(err.contains(&format!("{bad:?}")), "{err}");
