@@ -323,7 +323,7 @@ impl Session {
 /// `90s` → `1m30s`-style text for a limit.
 fn human_duration(d: Duration) -> String {
     let ms = d.as_millis();
-    if ms % 1000 != 0 {
+    if !ms.is_multiple_of(1000) {
         return format!("{ms}ms");
     }
     let s = ms / 1000;
