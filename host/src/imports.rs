@@ -4,7 +4,6 @@
 
 use std::sync::Arc;
 
-use wasmtime::StoreLimits;
 use wasmtime::component::{Resource, ResourceTable};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
@@ -27,7 +26,10 @@ pub(crate) struct RunContext {
 pub(crate) struct StoreState {
     pub wasi: WasiCtx,
     pub table: ResourceTable,
-    pub limits: StoreLimits,
+    pub limits: crate::session::Limits,
+    /// `output` resources currently open, and the cap on them.
+    pub open_outputs: usize,
+    pub max_open_outputs: usize,
     pub run: Arc<RunContext>,
 }
 
@@ -208,6 +210,7 @@ impl filesystem::HostOutput for StoreState {
 
     fn drop(&mut self, output: Resource<Output>) -> wasmtime::Result<()> {
         self.table.delete(output)?;
+        self.open_outputs = self.open_outputs.saturating_sub(1);
         Ok(())
     }
 }
@@ -276,8 +279,18 @@ impl filesystem::Host for StoreState {
         &mut self,
         path: String,
     ) -> wasmtime::Result<Result<Resource<Output>, filesystem::FsError>> {
+        if self.open_outputs >= self.max_open_outputs {
+            return Ok(Err(filesystem::FsError::Denied(format!(
+                "{path}: too many open outputs; the limit is {} (--max-open-files)",
+                self.max_open_outputs
+            ))));
+        }
         match self.run.fs.create_output(&path) {
-            Ok(out) => Ok(Ok(self.table.push(out)?)),
+            Ok(out) => {
+                let handle = self.table.push(out)?;
+                self.open_outputs += 1;
+                Ok(Ok(handle))
+            }
             Err(e) => Ok(Err(fs_error(e))),
         }
     }

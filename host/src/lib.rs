@@ -50,5 +50,6 @@ pub use bindings::deckhouse::packages_mirror::types::{
 pub use cancel::Cancel;
 pub use events::LogLevel;
 pub use session::{
-    CallError, DEFAULT_MEMORY_LIMIT, HostConfig, Plugin, Session, describe_pull_error,
+    CallError, DEFAULT_CALL_TIMEOUT, DEFAULT_MAX_OPEN_OUTPUTS, DEFAULT_MEMORY_LIMIT, HostConfig,
+    Plugin, Session, WIT_PACKAGE, WIT_VERSION, describe_pull_error,
 };

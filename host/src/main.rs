@@ -101,8 +101,24 @@ struct PullArgs {
     /// Registry transfers run at once.
     #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
     concurrency: u16,
+    /// Memory the plugin may use (its linear memory), e.g. 512MiB, 2GiB.
+    #[arg(long, value_name = "SIZE", default_value = "1GiB", value_parser = parse_memory_limit)]
+    memory_limit: u64,
+    /// Wall-clock limit of each plugin call, e.g. 30m, 12h; 0 = none.
+    #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = parse_duration)]
+    call_timeout: Duration,
+    /// Archive files the plugin may hold open at once.
+    #[arg(long, value_name = "N", default_value = "64", value_parser = clap::value_parser!(u16).range(1..))]
+    max_open_files: u16,
     /// The bundle directory (created if missing).
     bundle_dir: PathBuf,
+}
+
+fn parse_memory_limit(text: &str) -> Result<u64, String> {
+    match parse_chunk_size(text)? {
+        0 => Err("the memory limit must be more than 0".into()),
+        n => Ok(n),
+    }
 }
 
 fn main() -> ExitCode {
@@ -158,6 +174,9 @@ fn pull(plugin: &Path, args: PullArgs, log_level: LogLevel) -> Result<(), Failur
     registry.concurrency = usize::from(args.concurrency);
     let mut config = HostConfig::new(registry, args.bundle_dir.clone());
     config.log_level = log_level;
+    config.memory_limit = usize::try_from(args.memory_limit).unwrap_or(usize::MAX);
+    config.call_timeout = Some(args.call_timeout).filter(|t| !t.is_zero());
+    config.max_open_outputs = usize::from(args.max_open_files);
     let session = Session::new(plugin, config).map_err(|m| Failure::new(EXIT_FAILED, m))?;
     install_interrupt_handler(&session);
 
@@ -180,7 +199,8 @@ fn pull(plugin: &Path, args: PullArgs, log_level: LogLevel) -> Result<(), Failur
         &options,
         args.no_packages && !args.only_extra_images,
     );
-    let cancelled = session.cancel_handle().is_cancelled();
+    let cancelled =
+        session.cancel_handle().is_cancelled() && !matches!(result, Err(CallError::Limit(_)));
     if result.is_err() || cancelled {
         session.temps().remove_all();
         if created_bundle_dir {
@@ -217,6 +237,8 @@ fn run_calls(
 
 fn call_failure(e: &CallError, cancelled: bool) -> Failure {
     match e {
+        // A deadline may cancel the session to end a blocked import.
+        CallError::Limit(m) => Failure::new(EXIT_FAILED, m.clone()),
         CallError::Pull(PullError::Cancelled) => Failure::new(EXIT_INTERRUPTED, "interrupted"),
         _ if cancelled => Failure::new(EXIT_INTERRUPTED, format!("interrupted: {e}")),
         CallError::Pull(PullError::InvalidOptions(m)) => Failure::new(EXIT_USAGE, m.clone()),

@@ -2,9 +2,11 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use wasmtime::component::{HasSelf, Linker, ResourceTable};
-use wasmtime::{Engine, Store, StoreLimitsBuilder};
+use wasmtime::{Engine, Store, UpdateDeadline};
 use wasmtime_wasi::WasiCtx;
 
 use crate::bindings::{PackagesMirror, PackagesMirrorPre};
@@ -14,10 +16,30 @@ use crate::fs::Confined;
 use crate::imports::{RunContext, StoreState};
 use crate::registry::{Client, RegistryConfig};
 use crate::temps::TempTracker;
+use crate::units;
 use crate::{PullError, PullOptions, PullSummary};
 
-/// Default cap of the guest's linear memory.
+/// Default cap of the guest's linear memory (`--memory-limit`).
 pub const DEFAULT_MEMORY_LIMIT: usize = 1 << 30;
+/// Default wall-clock limit of one export call (`--call-timeout`).
+pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(24 * 60 * 60);
+/// Default cap of `output` handles the plugin may hold open at once
+/// (`--max-open-files`); the real plugin holds one.
+pub const DEFAULT_MAX_OPEN_OUTPUTS: usize = 64;
+/// The WIT package this host implements.
+pub const WIT_PACKAGE: &str = "deckhouse:packages-mirror";
+/// Its version; a component of another `0.x` minor (or major) is refused.
+pub const WIT_VERSION: &str = "0.1.0";
+/// Elements a guest table may hold (function references); generous for any
+/// real component, small enough to stop a table-growth attack.
+const MAX_TABLE_ELEMENTS: usize = 1 << 20;
+/// How often the epoch advances; the call deadline is checked at this pace.
+const EPOCH_TICK: Duration = Duration::from_millis(50);
+/// After the deadline, how long a call blocked in a host import may take to
+/// come back before the session is cancelled to make it return.
+const DEADLINE_GRACE: Duration = Duration::from_secs(2);
+
+const EXPORTS: [&str; 2] = ["pull-packages", "pull-package-versions"];
 
 const WASM_MAGIC: &[u8] = b"\0asm";
 const CORE_MODULE_VERSION: &[u8] = &[0x01, 0x00, 0x00, 0x00];
@@ -52,10 +74,15 @@ impl Plugin {
                 "plugin {shown} is a core WebAssembly module, not a component (build it for wasm32-wasip2)"
             ));
         }
-        let engine = Engine::new(&wasmtime::Config::new())
+        let mut config = wasmtime::Config::new();
+        // The call deadline: compiled code checks the epoch at loop headers
+        // and function entries, so even `loop {}` is stopped.
+        config.epoch_interruption(true);
+        let engine = Engine::new(&config)
             .map_err(|e| format!("cannot set up the WebAssembly engine: {}", one_line(&e)))?;
         let component = wasmtime::component::Component::new(&engine, &bytes)
             .map_err(|e| format!("plugin {shown} is not a valid component: {}", one_line(&e)))?;
+        check_world(&engine, &component).map_err(|m| format!("plugin {shown} {m}"))?;
 
         let mut linker: Linker<StoreState> = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
@@ -91,6 +118,10 @@ pub struct HostConfig {
     pub log_level: LogLevel,
     /// Cap of the guest's linear memory, in bytes.
     pub memory_limit: usize,
+    /// Wall-clock limit of one export call; `None` = no limit.
+    pub call_timeout: Option<Duration>,
+    /// Cap of `output` handles open at once.
+    pub max_open_outputs: usize,
 }
 
 impl HostConfig {
@@ -100,6 +131,8 @@ impl HostConfig {
             bundle_dir,
             log_level: LogLevel::Info,
             memory_limit: DEFAULT_MEMORY_LIMIT,
+            call_timeout: Some(DEFAULT_CALL_TIMEOUT),
+            max_open_outputs: DEFAULT_MAX_OPEN_OUTPUTS,
         }
     }
 }
@@ -109,8 +142,11 @@ impl HostConfig {
 pub enum CallError {
     /// The plugin returned an error.
     Pull(PullError),
-    /// The plugin trapped (a panic, the memory cap); its instance is gone.
+    /// The plugin trapped (a panic, a bug); its instance is gone.
     Crashed(String),
+    /// The plugin hit a resource limit of the host (memory, time); the
+    /// message names the limit, its value and the flag that sets it.
+    Limit(String),
     /// The host could not run the call.
     Host(String),
 }
@@ -119,7 +155,7 @@ impl std::fmt::Display for CallError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             CallError::Pull(e) => f.write_str(&describe_pull_error(e)),
-            CallError::Crashed(m) | CallError::Host(m) => f.write_str(m),
+            CallError::Crashed(m) | CallError::Limit(m) | CallError::Host(m) => f.write_str(m),
         }
     }
 }
@@ -149,6 +185,8 @@ pub struct Session {
     cancel: Cancel,
     temps: Arc<TempTracker>,
     memory_limit: usize,
+    call_timeout: Option<Duration>,
+    max_open_outputs: usize,
     // Declared last: dropped after everything that holds a handle to it.
     _runtime: tokio::runtime::Runtime,
 }
@@ -179,6 +217,8 @@ impl Session {
             cancel,
             temps,
             memory_limit: config.memory_limit,
+            call_timeout: config.call_timeout.filter(|t| !t.is_zero()),
+            max_open_outputs: config.max_open_outputs,
             _runtime: runtime,
         })
     }
@@ -226,14 +266,23 @@ impl Session {
         let state = StoreState {
             wasi: wasi.build(),
             table: ResourceTable::new(),
-            limits: StoreLimitsBuilder::new()
-                .memory_size(self.memory_limit)
-                .trap_on_grow_failure(true)
-                .build(),
+            limits: Limits {
+                memory: self.memory_limit,
+                memory_hit: false,
+            },
+            open_outputs: 0,
+            max_open_outputs: self.max_open_outputs,
             run: Arc::clone(&self.run),
         };
         let mut store = Store::new(self.plugin.pre.engine(), state);
         store.limiter(|s| &mut s.limits);
+        let deadline = self.call_timeout.map(|t| Instant::now() + t);
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| match deadline {
+            Some(at) if Instant::now() >= at => Err(wasmtime::Error::new(DeadlineExceeded)),
+            _ => Ok(UpdateDeadline::Continue(1)),
+        });
+        let _ticker = deadline.map(|at| Ticker::start(self.plugin.pre.engine(), at, &self.cancel));
         let bindings = self.plugin.pre.instantiate(&mut store).map_err(|e| {
             CallError::Host(format!(
                 "cannot instantiate plugin {}: {}",
@@ -241,16 +290,183 @@ impl Session {
                 one_line(&e)
             ))
         })?;
-        match f(&bindings, &mut store) {
+        let result = f(&bindings, &mut store);
+        let shown = self.plugin.path.display();
+        let past_deadline = deadline.is_some_and(|at| Instant::now() >= at);
+        let deadline_hit = match &result {
+            Err(e) => e.downcast_ref::<DeadlineExceeded>().is_some() || past_deadline,
+            // Blocked in an import until the grace period cancelled it.
+            Ok(Err(_)) => past_deadline,
+            Ok(Ok(_)) => false,
+        };
+        if deadline_hit {
+            let limit = human_duration(self.call_timeout.unwrap_or_default());
+            return Err(CallError::Limit(format!(
+                "plugin {shown} stopped in {export}: it ran longer than the call time limit of {limit} (--call-timeout)"
+            )));
+        }
+        match result {
             Ok(Ok(summary)) => Ok(summary),
             Ok(Err(e)) => Err(CallError::Pull(e)),
+            Err(_) if store.data().limits.memory_hit => Err(CallError::Limit(format!(
+                "plugin {shown} stopped in {export}: it needed more than the memory limit of {} (--memory-limit)",
+                units::human_bytes(self.memory_limit as u64)
+            ))),
             Err(e) => Err(CallError::Crashed(format!(
-                "plugin {} crashed in {export}: {}",
-                self.plugin.path.display(),
-                trap_text(&e, self.memory_limit)
+                "plugin {shown} crashed in {export}: {}",
+                trap_text(&e)
             ))),
         }
     }
+}
+
+/// `90s` → `1m30s`-style text for a limit.
+fn human_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if !ms.is_multiple_of(1000) {
+        return format!("{ms}ms");
+    }
+    let s = ms / 1000;
+    match (s / 3600, s / 60 % 60, s % 60) {
+        (0, 0, s) => format!("{s}s"),
+        (0, m, 0) => format!("{m}m"),
+        (0, m, s) => format!("{m}m{s}s"),
+        (h, 0, 0) => format!("{h}h"),
+        (h, m, s) => format!("{h}h{m}m{s}s"),
+    }
+}
+
+/// The error the epoch callback raises once the call deadline has passed.
+#[derive(Debug)]
+struct DeadlineExceeded;
+
+impl std::fmt::Display for DeadlineExceeded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the call time limit was reached")
+    }
+}
+
+impl std::error::Error for DeadlineExceeded {}
+
+/// Advances the engine's epoch while a call runs, so the store's deadline
+/// callback gets to look at the clock. If the call is still running
+/// [`DEADLINE_GRACE`] after the deadline (blocked in a host import, where
+/// epochs are not checked), it cancels the session so that the import
+/// returns. Stopped when dropped.
+struct Ticker {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Ticker {
+    fn start(engine: &Engine, deadline: Instant, cancel: &Cancel) -> Ticker {
+        let stop = Arc::new(AtomicBool::new(false));
+        let engine = engine.clone();
+        let cancel = cancel.clone();
+        let flag = Arc::clone(&stop);
+        let thread = std::thread::Builder::new()
+            .name("host-deadline".into())
+            .spawn(move || {
+                while !flag.load(Ordering::SeqCst) {
+                    std::thread::park_timeout(EPOCH_TICK);
+                    engine.increment_epoch();
+                    if Instant::now() >= deadline + DEADLINE_GRACE && !cancel.is_cancelled() {
+                        cancel.cancel();
+                    }
+                }
+            })
+            .ok();
+        Ticker { stop, thread }
+    }
+}
+
+impl Drop for Ticker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(thread) = self.thread.take() {
+            thread.thread().unpark();
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The store's resource limiter: caps linear memory (remembering when the cap
+/// was hit, to name it in the error) and table sizes.
+pub(crate) struct Limits {
+    memory: usize,
+    memory_hit: bool,
+}
+
+impl wasmtime::ResourceLimiter for Limits {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.memory {
+            self.memory_hit = true;
+            return Err(wasmtime::Error::msg(format!(
+                "memory limit of {} bytes reached",
+                self.memory
+            )));
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= MAX_TABLE_ELEMENTS)
+    }
+}
+
+/// Checks, before linking, that the component is a packages-mirror plugin of
+/// the version this host speaks. Returns the rest of a one-line message.
+fn check_world(engine: &Engine, component: &wasmtime::component::Component) -> Result<(), String> {
+    let ty = component.component_type();
+    let compatible = |version: &str| {
+        let ours = WIT_VERSION
+            .rsplit_once('.')
+            .map_or(WIT_VERSION, |(mm, _)| mm);
+        version
+            .strip_prefix(ours)
+            .is_some_and(|rest| rest.starts_with('.'))
+    };
+    for (name, _) in ty.imports(engine) {
+        let Some(rest) = name
+            .strip_prefix(WIT_PACKAGE)
+            .and_then(|r| r.strip_prefix('/'))
+        else {
+            continue;
+        };
+        let version = rest.split_once('@').map_or("", |(_, v)| v);
+        if !compatible(version) {
+            let version = if version.is_empty() {
+                "no version"
+            } else {
+                version
+            };
+            return Err(format!(
+                "was built for {WIT_PACKAGE}@{version}, but this host implements {WIT_PACKAGE}@{WIT_VERSION}"
+            ));
+        }
+    }
+    let exports: Vec<String> = ty.exports(engine).map(|(n, _)| n.to_owned()).collect();
+    let missing: Vec<&str> = EXPORTS
+        .into_iter()
+        .filter(|e| !exports.iter().any(|n| n == e))
+        .collect();
+    if !missing.is_empty() {
+        return Err(format!(
+            "does not export the world {WIT_PACKAGE}@{WIT_VERSION} (missing {})",
+            missing.join(", ")
+        ));
+    }
+    Ok(())
 }
 
 /// The bundle directory as an absolute path; canonical when it exists (a dry
@@ -265,9 +481,9 @@ fn bundle_root(dir: &Path) -> Result<PathBuf, String> {
     }
 }
 
-/// A trap in words: the trap code when there is one, the memory cap when it
-/// was hit, else the first line of the error.
-fn trap_text(e: &wasmtime::Error, memory_limit: usize) -> String {
+/// A trap in words: the trap code when there is one, else the first line of
+/// the error.
+fn trap_text(e: &wasmtime::Error) -> String {
     let text = one_line(e);
     if let Some(trap) = e.downcast_ref::<wasmtime::Trap>() {
         let hint = match trap {
@@ -277,12 +493,6 @@ fn trap_text(e: &wasmtime::Error, memory_limit: usize) -> String {
             _ => "",
         };
         return format!("{trap}{hint}");
-    }
-    if text.contains("memory") && text.contains("limit") || text.contains("grow") {
-        return format!(
-            "it needed more than the {} MiB of memory it may use ({text})",
-            memory_limit >> 20
-        );
     }
     text
 }
