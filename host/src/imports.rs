@@ -12,6 +12,7 @@ use crate::bindings::deckhouse::packages_mirror::{events, filesystem, registry, 
 use crate::events::{Events, LogLevel, Progress};
 use crate::fs::{Confined, FsError, Output};
 use crate::registry::blobs::BlobFetch;
+use crate::registry::error::FsKind;
 use crate::registry::manifests::{Descriptor, ImageRef};
 use crate::registry::{Client, Kind, RegError};
 
@@ -50,6 +51,13 @@ fn reg_error(e: RegError) -> registry::RegistryError {
         Kind::Denied => W::Denied(e.message),
         Kind::Integrity => W::Integrity(e.message),
         Kind::Cancelled => W::Cancelled,
+        Kind::Timeout => W::Timeout(e.message),
+        Kind::Filesystem(fs) => W::Filesystem(fs_error(match fs {
+            FsKind::NotFound => FsError::NotFound(e.message),
+            FsKind::Denied => FsError::Denied(e.message),
+            FsKind::NoSpace => FsError::NoSpace(e.message),
+            FsKind::Other => FsError::Other(e.message),
+        })),
         Kind::Other => W::Other(e.message),
     }
 }
@@ -165,8 +173,8 @@ impl registry::Host for StoreState {
     }
 }
 
-fn fs_error(e: FsError) -> filesystem::FsError {
-    use filesystem::FsError as W;
+fn fs_error(e: FsError) -> types::FsError {
+    use types::FsError as W;
     match e {
         FsError::NotFound(m) => W::NotFound(m),
         FsError::Denied(m) => W::Denied(m),
@@ -180,7 +188,7 @@ impl filesystem::HostOutput for StoreState {
         &mut self,
         output: Resource<Output>,
         data: Vec<u8>,
-    ) -> wasmtime::Result<Result<(), filesystem::FsError>> {
+    ) -> wasmtime::Result<Result<(), types::FsError>> {
         let out = self.table.get_mut(&output)?;
         Ok(out.write(&data).map_err(fs_error))
     }
@@ -191,17 +199,14 @@ impl filesystem::HostOutput for StoreState {
         src: String,
         offset: u64,
         len: u64,
-    ) -> wasmtime::Result<Result<(), filesystem::FsError>> {
+    ) -> wasmtime::Result<Result<(), types::FsError>> {
         let out = self.table.get_mut(&output)?;
         Ok(out
             .copy_from(&self.run.fs, &src, offset, len)
             .map_err(fs_error))
     }
 
-    fn finish(
-        &mut self,
-        output: Resource<Output>,
-    ) -> wasmtime::Result<Result<(), filesystem::FsError>> {
+    fn finish(&mut self, output: Resource<Output>) -> wasmtime::Result<Result<(), types::FsError>> {
         let out = self.table.get_mut(&output)?;
         Ok(out.finish().map_err(fs_error))
     }
@@ -216,7 +221,7 @@ impl filesystem::Host for StoreState {
     fn stat(
         &mut self,
         path: String,
-    ) -> wasmtime::Result<Result<Option<filesystem::FileStat>, filesystem::FsError>> {
+    ) -> wasmtime::Result<Result<Option<filesystem::FileStat>, types::FsError>> {
         Ok(self
             .run
             .fs
@@ -230,10 +235,7 @@ impl filesystem::Host for StoreState {
             .map_err(fs_error))
     }
 
-    fn create_dir_all(
-        &mut self,
-        path: String,
-    ) -> wasmtime::Result<Result<(), filesystem::FsError>> {
+    fn create_dir_all(&mut self, path: String) -> wasmtime::Result<Result<(), types::FsError>> {
         Ok(self.run.fs.create_dir_all(&path).map_err(fs_error))
     }
 
@@ -241,7 +243,7 @@ impl filesystem::Host for StoreState {
         &mut self,
         path: String,
         max_bytes: u64,
-    ) -> wasmtime::Result<Result<Vec<u8>, filesystem::FsError>> {
+    ) -> wasmtime::Result<Result<Vec<u8>, types::FsError>> {
         Ok(self.run.fs.read_file(&path, max_bytes).map_err(fs_error))
     }
 
@@ -249,7 +251,7 @@ impl filesystem::Host for StoreState {
         &mut self,
         path: String,
         data: Vec<u8>,
-    ) -> wasmtime::Result<Result<(), filesystem::FsError>> {
+    ) -> wasmtime::Result<Result<(), types::FsError>> {
         Ok(self.run.fs.write_file(&path, &data).map_err(fs_error))
     }
 
@@ -257,25 +259,22 @@ impl filesystem::Host for StoreState {
         &mut self,
         source: String,
         target: String,
-    ) -> wasmtime::Result<Result<(), filesystem::FsError>> {
+    ) -> wasmtime::Result<Result<(), types::FsError>> {
         Ok(self.run.fs.rename(&source, &target).map_err(fs_error))
     }
 
-    fn remove(&mut self, path: String) -> wasmtime::Result<Result<(), filesystem::FsError>> {
+    fn remove(&mut self, path: String) -> wasmtime::Result<Result<(), types::FsError>> {
         Ok(self.run.fs.remove(&path).map_err(fs_error))
     }
 
-    fn list_dir(
-        &mut self,
-        path: String,
-    ) -> wasmtime::Result<Result<Vec<String>, filesystem::FsError>> {
+    fn list_dir(&mut self, path: String) -> wasmtime::Result<Result<Vec<String>, types::FsError>> {
         Ok(self.run.fs.list_dir(&path).map_err(fs_error))
     }
 
     fn create_output(
         &mut self,
         path: String,
-    ) -> wasmtime::Result<Result<Resource<Output>, filesystem::FsError>> {
+    ) -> wasmtime::Result<Result<Resource<Output>, types::FsError>> {
         match self.run.fs.create_output(&path) {
             Ok(out) => Ok(Ok(self.table.push(out)?)),
             Err(e) => Ok(Err(fs_error(e))),
@@ -287,7 +286,7 @@ impl filesystem::Host for StoreState {
         path: String,
         names: Vec<String>,
         max_bytes: u64,
-    ) -> wasmtime::Result<Result<Vec<types::LayerFile>, filesystem::FsError>> {
+    ) -> wasmtime::Result<Result<Vec<types::LayerFile>, types::FsError>> {
         Ok(self
             .run
             .fs
