@@ -11,6 +11,7 @@ use crate::bindings::deckhouse::packages_mirror::{events, filesystem, registry, 
 use crate::events::{Events, LogLevel, Progress};
 use crate::fs::{Confined, FsError, Output};
 use crate::registry::blobs::BlobFetch;
+use crate::registry::error::FsKind;
 use crate::registry::manifests::{Descriptor, ImageRef};
 use crate::registry::{Client, Kind, RegError};
 
@@ -52,6 +53,13 @@ fn reg_error(e: RegError) -> registry::RegistryError {
         Kind::Denied => W::Denied(e.message),
         Kind::Integrity => W::Integrity(e.message),
         Kind::Cancelled => W::Cancelled,
+        Kind::Timeout => W::Timeout(e.message),
+        Kind::Filesystem(fs) => W::Filesystem(fs_error(match fs {
+            FsKind::NotFound => FsError::NotFound(e.message),
+            FsKind::Denied => FsError::Denied(e.message),
+            FsKind::NoSpace => FsError::NoSpace(e.message),
+            FsKind::Other => FsError::Other(e.message),
+        })),
         Kind::Other => W::Other(e.message),
     }
 }
@@ -167,8 +175,8 @@ impl registry::Host for StoreState {
     }
 }
 
-fn fs_error(e: FsError) -> filesystem::FsError {
-    use filesystem::FsError as W;
+fn fs_error(e: FsError) -> types::FsError {
+    use types::FsError as W;
     match e {
         FsError::NotFound(m) => W::NotFound(m),
         FsError::Denied(m) => W::Denied(m),
@@ -182,7 +190,7 @@ impl filesystem::HostOutput for StoreState {
         &mut self,
         output: Resource<Output>,
         data: Vec<u8>,
-    ) -> wasmtime::Result<Result<(), filesystem::FsError>> {
+    ) -> wasmtime::Result<Result<(), types::FsError>> {
         let out = self.table.get_mut(&output)?;
         Ok(out.write(&data).map_err(fs_error))
     }
@@ -193,17 +201,14 @@ impl filesystem::HostOutput for StoreState {
         src: String,
         offset: u64,
         len: u64,
-    ) -> wasmtime::Result<Result<(), filesystem::FsError>> {
+    ) -> wasmtime::Result<Result<(), types::FsError>> {
         let out = self.table.get_mut(&output)?;
         Ok(out
             .copy_from(&self.run.fs, &src, offset, len)
             .map_err(fs_error))
     }
 
-    fn finish(
-        &mut self,
-        output: Resource<Output>,
-    ) -> wasmtime::Result<Result<(), filesystem::FsError>> {
+    fn finish(&mut self, output: Resource<Output>) -> wasmtime::Result<Result<(), types::FsError>> {
         let out = self.table.get_mut(&output)?;
         Ok(out.finish().map_err(fs_error))
     }
@@ -219,7 +224,7 @@ impl filesystem::Host for StoreState {
     fn stat(
         &mut self,
         path: String,
-    ) -> wasmtime::Result<Result<Option<filesystem::FileStat>, filesystem::FsError>> {
+    ) -> wasmtime::Result<Result<Option<filesystem::FileStat>, types::FsError>> {
         Ok(self
             .run
             .fs
@@ -233,10 +238,7 @@ impl filesystem::Host for StoreState {
             .map_err(fs_error))
     }
 
-    fn create_dir_all(
-        &mut self,
-        path: String,
-    ) -> wasmtime::Result<Result<(), filesystem::FsError>> {
+    fn create_dir_all(&mut self, path: String) -> wasmtime::Result<Result<(), types::FsError>> {
         Ok(self.run.fs.create_dir_all(&path).map_err(fs_error))
     }
 
@@ -244,7 +246,7 @@ impl filesystem::Host for StoreState {
         &mut self,
         path: String,
         max_bytes: u64,
-    ) -> wasmtime::Result<Result<Vec<u8>, filesystem::FsError>> {
+    ) -> wasmtime::Result<Result<Vec<u8>, types::FsError>> {
         Ok(self.run.fs.read_file(&path, max_bytes).map_err(fs_error))
     }
 
@@ -252,7 +254,7 @@ impl filesystem::Host for StoreState {
         &mut self,
         path: String,
         data: Vec<u8>,
-    ) -> wasmtime::Result<Result<(), filesystem::FsError>> {
+    ) -> wasmtime::Result<Result<(), types::FsError>> {
         Ok(self.run.fs.write_file(&path, &data).map_err(fs_error))
     }
 
@@ -260,27 +262,24 @@ impl filesystem::Host for StoreState {
         &mut self,
         source: String,
         target: String,
-    ) -> wasmtime::Result<Result<(), filesystem::FsError>> {
+    ) -> wasmtime::Result<Result<(), types::FsError>> {
         Ok(self.run.fs.rename(&source, &target).map_err(fs_error))
     }
 
-    fn remove(&mut self, path: String) -> wasmtime::Result<Result<(), filesystem::FsError>> {
+    fn remove(&mut self, path: String) -> wasmtime::Result<Result<(), types::FsError>> {
         Ok(self.run.fs.remove(&path).map_err(fs_error))
     }
 
-    fn list_dir(
-        &mut self,
-        path: String,
-    ) -> wasmtime::Result<Result<Vec<String>, filesystem::FsError>> {
+    fn list_dir(&mut self, path: String) -> wasmtime::Result<Result<Vec<String>, types::FsError>> {
         Ok(self.run.fs.list_dir(&path).map_err(fs_error))
     }
 
     fn create_output(
         &mut self,
         path: String,
-    ) -> wasmtime::Result<Result<Resource<Output>, filesystem::FsError>> {
+    ) -> wasmtime::Result<Result<Resource<Output>, types::FsError>> {
         if self.open_outputs >= self.max_open_outputs {
-            return Ok(Err(filesystem::FsError::Denied(format!(
+            return Ok(Err(types::FsError::Denied(format!(
                 "{path}: too many open outputs; the limit is {} (--max-open-files)",
                 self.max_open_outputs
             ))));
@@ -300,7 +299,7 @@ impl filesystem::Host for StoreState {
         path: String,
         names: Vec<String>,
         max_bytes: u64,
-    ) -> wasmtime::Result<Result<Vec<types::LayerFile>, filesystem::FsError>> {
+    ) -> wasmtime::Result<Result<Vec<types::LayerFile>, types::FsError>> {
         Ok(self
             .run
             .fs

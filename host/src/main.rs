@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use clap::{Args, Parser, Subcommand};
 
-use host::registry::{Credentials, RegistryConfig, Source};
+use host::registry::credentials::{self, CredError, Explicit};
+use host::registry::{RegistryConfig, Source};
 use host::units::{parse_chunk_size, parse_duration};
 use host::{CallError, HostConfig, LogLevel, Plugin, PullError, PullOptions, Session};
 
@@ -70,6 +71,12 @@ struct PullArgs {
         value_name = "PASSWORD"
     )]
     source_password: Option<String>,
+    /// Deckhouse license token: sent as login `license-token` with the token as password.
+    #[arg(long, value_name = "TOKEN", hide_env_values = true)]
+    license: Option<String>,
+    /// Extra CA certificates (PEM) to trust besides the system roots.
+    #[arg(long, value_name = "FILE")]
+    tls_ca_file: Option<PathBuf>,
     /// Pull only these packages: `name` or `name@constraint` (repeatable).
     #[arg(long, value_name = "EXPR")]
     include_package: Vec<String>,
@@ -154,22 +161,36 @@ impl Failure {
 fn pull(plugin: &Path, args: PullArgs, log_level: LogLevel) -> Result<(), Failure> {
     let started = Instant::now();
     let source = Source::parse(&args.source).map_err(|m| Failure::new(EXIT_USAGE, m))?;
-    let credentials = match (args.source_login, args.source_password) {
-        (Some(username), Some(password)) => Some(Credentials { username, password }),
-        (None, None) => None,
-        _ => {
-            return Err(Failure::new(
-                EXIT_USAGE,
-                "--source-login and --source-password go together",
-            ));
-        }
+    let explicit = Explicit {
+        login: args.source_login,
+        password: args.source_password,
+        license: args.license,
     };
+    let found = credentials::resolve(&source.host, &source.root, &explicit, &|k| {
+        std::env::var_os(k)
+    })
+    .map_err(|e| match e {
+        CredError::Usage(m) => Failure::new(EXIT_USAGE, m),
+        CredError::Source(m) => Failure::new(EXIT_FAILED, m),
+    })?;
+    if log_level >= LogLevel::Debug {
+        match &found {
+            Some(f) => eprintln!(
+                "debug: source credentials from {} (login {})",
+                f.from,
+                host::events::sanitize(&f.credentials.username)
+            ),
+            None => eprintln!("debug: no source credentials; anonymous access"),
+        }
+    }
+    let credentials = found.map(|f| f.credentials);
     let plugin = Plugin::load(plugin).map_err(|m| Failure::new(EXIT_FAILED, m))?;
     let created_bundle_dir = prepare_bundle_dir(&args.bundle_dir, args.dry_run)?;
 
     let mut registry = RegistryConfig::new(source.clone());
     registry.insecure = args.insecure;
     registry.tls_skip_verify = args.tls_skip_verify;
+    registry.tls_ca_file = args.tls_ca_file;
     registry.credentials = credentials;
     registry.concurrency = usize::from(args.concurrency);
     let mut config = HostConfig::new(registry, args.bundle_dir.clone());

@@ -91,6 +91,8 @@ fn registry_error(e: registry::RegistryError) -> RegistryError {
         W::Denied(m) => RegistryError::Denied(m),
         W::Integrity(m) => RegistryError::Integrity(m),
         W::Cancelled => RegistryError::Cancelled,
+        W::Timeout(m) => RegistryError::Timeout(m),
+        W::Filesystem(e) => RegistryError::Filesystem(fs_error(e)),
         W::Other(m) => RegistryError::Other(m),
     }
 }
@@ -178,13 +180,12 @@ impl ports::Registry for WitRegistry {
 
 struct WitFs;
 
-fn fs_error(e: filesystem::FsError) -> FsError {
-    use filesystem::FsError as W;
+fn fs_error(e: types::FsError) -> FsError {
+    use types::FsError as W;
     match e {
         W::NotFound(m) => FsError::NotFound(m),
         W::Denied(m) => FsError::Denied(m),
         W::NoSpace(m) => FsError::NoSpace(m),
-        W::Cancelled => FsError::Cancelled,
         W::Other(m) => FsError::Other(m),
     }
 }

@@ -73,6 +73,10 @@ pub enum RegistryError {
     Denied(String),
     Integrity(String),
     Cancelled,
+    /// A timeout ran out (the text names the request).
+    Timeout(String),
+    /// The bundle directory failed while a blob was written into it.
+    Filesystem(FsError),
     Other(String),
 }
 
@@ -84,6 +88,8 @@ impl fmt::Display for RegistryError {
             Self::Denied(m) => write!(f, "denied: {m}"),
             Self::Integrity(m) => write!(f, "integrity check failed: {m}"),
             Self::Cancelled => f.write_str("cancelled"),
+            Self::Timeout(m) => write!(f, "timed out: {m}"),
+            Self::Filesystem(e) => write!(f, "bundle directory: {e}"),
             Self::Other(m) => f.write_str(m),
         }
     }
@@ -94,7 +100,6 @@ pub enum FsError {
     NotFound(String),
     Denied(String),
     NoSpace(String),
-    Cancelled,
     Other(String),
 }
 
@@ -104,7 +109,6 @@ impl fmt::Display for FsError {
             Self::NotFound(m) => write!(f, "not found: {m}"),
             Self::Denied(m) => write!(f, "denied: {m}"),
             Self::NoSpace(m) => write!(f, "disk full: {m}"),
-            Self::Cancelled => f.write_str("cancelled"),
             Self::Other(m) => f.write_str(m),
         }
     }

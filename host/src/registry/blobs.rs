@@ -132,10 +132,10 @@ impl Client {
                 .await
                 .map_err(Failure::Final)?
                 .map_err(|e| {
-                    Failure::Transient(RegError::other(format!(
-                        "{what}: transfer interrupted: {}",
-                        error::describe_transport(&e)
-                    )))
+                    Failure::Transient(RegError::transport(
+                        &e,
+                        &format!("{what}: transfer interrupted"),
+                    ))
                 })?;
             let Some(chunk) = chunk else { break };
             received += chunk.len() as u64;
@@ -259,9 +259,8 @@ fn create_file(path: &Path) -> io::Result<std::fs::File> {
     options.open(path)
 }
 
-/// A filesystem problem while fetching a blob. The registry error type has no
-/// filesystem case, so it is `other`, with the filesystem's words (a full disk
-/// says so).
+/// A filesystem problem while fetching a blob: reported as such (a full disk
+/// is `filesystem(no-space)`), never as a network error.
 fn fs_failure(e: &FsError, what: &str) -> RegError {
-    RegError::other(format!("{what}: {e}"))
+    RegError::filesystem(e, what)
 }

@@ -301,8 +301,30 @@ async fn missing_repository_and_timeouts() {
         .list_tags("slow", Some(Duration::from_millis(50)))
         .await
         .unwrap_err();
-    assert_eq!(e.kind, Kind::Other);
+    assert_eq!(e.kind, Kind::Timeout);
     assert!(e.message.contains("timed out"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_timeout_is_reported_as_a_timeout() {
+    let server =
+        Server::start(|_| answer(200, br#"{"tags":[]}"#).after(Duration::from_millis(400))).await;
+    let mut config = RegistryConfig::new(Source {
+        host: server.host(),
+        root: "root".into(),
+    });
+    config.insecure = true;
+    config.read_timeout = Duration::from_millis(100);
+    config.retry = RetryPolicy {
+        attempts: 2,
+        base_delay: Duration::from_millis(10),
+        max_delay: Duration::from_millis(10),
+    };
+    let cancel = Cancel::new();
+    let client = Client::new(config, cancel.clone(), Events::new(LogLevel::Warn, cancel)).unwrap();
+    let e = client.list_tags("a", None).await.unwrap_err();
+    assert_eq!(e.kind, Kind::Timeout, "{e}");
+    assert_eq!(server.seen().len(), 2, "a timeout is retried");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -494,7 +516,10 @@ async fn blobs_are_verified_and_redirects_drop_credentials() {
     for (i, r) in got.iter().enumerate().skip(1).take(3) {
         assert_eq!(r.as_ref().unwrap_err().kind, Kind::Integrity, "#{i}: {r:?}");
     }
-    assert_eq!(got[4].as_ref().unwrap_err().kind, Kind::Other);
+    assert_eq!(
+        got[4].as_ref().unwrap_err().kind,
+        Kind::Filesystem(error::FsKind::Denied)
+    );
     let mut left = std::fs::read_dir(fs.root().join("w.tmp"))
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
@@ -564,4 +589,177 @@ fn layer_files_stream_through_the_shared_scanner() {
         )
         .unwrap_err();
     assert_eq!(e.kind, Kind::Integrity);
+}
+
+/// A CA, a server certificate for 127.0.0.1 signed by it, and
+/// `openssl s_server -WWW` serving a tag list over HTTPS.
+struct TlsServer {
+    child: std::process::Child,
+    port: u16,
+    ca: std::path::PathBuf,
+}
+
+impl Drop for TlsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let out = std::process::Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl CLI");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn tls_server(dir: &std::path::Path) -> TlsServer {
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=mirror test CA",
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "srv.key",
+            "-out",
+            "srv.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ],
+    );
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "srv.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "srv.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "ext.cnf",
+        ],
+    );
+    let www = dir.join("www");
+    std::fs::create_dir_all(www.join("v2/root/a/tags")).unwrap();
+    std::fs::write(
+        www.join("v2/root/a/tags/list?n=1000"),
+        r#"{"name":"root/a","tags":["x"]}"#,
+    )
+    .unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = std::process::Command::new("openssl")
+        .args([
+            "s_server",
+            "-accept",
+            &format!("127.0.0.1:{port}"),
+            "-cert",
+            "../srv.pem",
+            "-key",
+            "../srv.key",
+            "-WWW",
+            "-quiet",
+        ])
+        .current_dir(&www)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let server = TlsServer {
+        child,
+        port,
+        ca: dir.join("ca.pem"),
+    };
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return server;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("openssl s_server did not start");
+}
+
+fn tls_client(port: u16, ca: Option<std::path::PathBuf>) -> Result<Client, String> {
+    let mut config = RegistryConfig::new(Source {
+        host: format!("127.0.0.1:{port}"),
+        root: "root".into(),
+    });
+    config.tls_ca_file = ca;
+    config.retry = RetryPolicy {
+        attempts: 1,
+        base_delay: Duration::from_millis(10),
+        max_delay: Duration::from_millis(10),
+    };
+    let cancel = Cancel::new();
+    Client::new(config, cancel.clone(), Events::new(LogLevel::Warn, cancel))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_ca_file_is_trusted_besides_the_system_roots() {
+    let dir = TempDir::new("tls");
+    let server = tls_server(dir.path());
+    // Unknown CA: refused, and the error says why.
+    let e = tls_client(server.port, None)
+        .unwrap()
+        .list_tags("a", None)
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, Kind::Other);
+    assert!(e.message.to_lowercase().contains("certificate"), "{e}");
+    // With --tls-ca-file the same server is trusted.
+    let tags = tls_client(server.port, Some(server.ca.clone()))
+        .unwrap()
+        .list_tags("a", None)
+        .await
+        .unwrap();
+    assert_eq!(tags, vec!["x".to_owned()]);
+    // A CA file that is missing or holds no certificate is refused up front.
+    let junk = dir.path().join("junk.pem");
+    std::fs::write(&junk, "not a certificate\n").unwrap();
+    let e = tls_client(server.port, Some(junk)).unwrap_err();
+    assert!(e.contains("--tls-ca-file"), "{e}");
+    let e = tls_client(server.port, Some(dir.path().join("missing.pem"))).unwrap_err();
+    assert!(e.contains("--tls-ca-file"), "{e}");
 }

@@ -10,7 +10,33 @@ pub enum Kind {
     Denied,
     Integrity,
     Cancelled,
+    /// A connect/read timeout or a request's own time limit ran out.
+    Timeout,
+    /// The bundle directory failed while a blob was written into it.
+    Filesystem(FsKind),
     Other,
+}
+
+/// The class of a filesystem failure inside [`Kind::Filesystem`]; mirrors
+/// the WIT `fs-error` cases (the message stays in [`RegError::message`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FsKind {
+    NotFound,
+    Denied,
+    NoSpace,
+    Other,
+}
+
+impl FsKind {
+    pub fn of(e: &crate::fs::FsError) -> FsKind {
+        use crate::fs::FsError as F;
+        match e {
+            F::NotFound(_) => FsKind::NotFound,
+            F::Denied(_) => FsKind::Denied,
+            F::NoSpace(_) => FsKind::NoSpace,
+            F::Other(_) => FsKind::Other,
+        }
+    }
 }
 
 /// A failed registry request. The message names the request (full reference
@@ -39,6 +65,25 @@ impl RegError {
 
     pub fn other(m: impl Into<String>) -> Self {
         Self::new(Kind::Other, m)
+    }
+
+    pub fn timeout(m: impl Into<String>) -> Self {
+        Self::new(Kind::Timeout, m)
+    }
+
+    /// A filesystem failure `e` while doing `what`.
+    pub fn filesystem(e: &crate::fs::FsError, what: &str) -> Self {
+        Self::new(Kind::Filesystem(FsKind::of(e)), format!("{what}: {e}"))
+    }
+
+    /// A transport failure of `what`: a timeout when reqwest says so.
+    pub fn transport(e: &reqwest::Error, what: &str) -> Self {
+        let text = format!("{what}: {}", describe_transport(e));
+        if e.is_timeout() {
+            Self::timeout(text)
+        } else {
+            Self::other(text)
+        }
     }
 
     pub fn cancelled() -> Self {
@@ -195,6 +240,21 @@ mod tests {
         assert_eq!(e.message, "x: 500 Internal Server Error: boom");
         let e = from_response(502, "Bad Gateway", b"<html><body>bad</body></html>", "x");
         assert_eq!(e.message, "x: 502 Bad Gateway");
+    }
+
+    #[test]
+    fn a_full_disk_is_a_filesystem_error() {
+        let fs = crate::fs::io_error(
+            &std::io::Error::from(std::io::ErrorKind::StorageFull),
+            "w/blob",
+        );
+        let e = RegError::filesystem(&fs, "blob sha256:ab of r/p");
+        assert_eq!(e.kind, Kind::Filesystem(FsKind::NoSpace));
+        assert!(
+            e.message
+                .starts_with("blob sha256:ab of r/p: w/blob: the disk is full"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -6,6 +6,7 @@
 
 pub mod auth;
 pub mod blobs;
+pub mod credentials;
 pub mod error;
 pub mod manifests;
 pub mod tags;
@@ -100,6 +101,8 @@ pub struct RegistryConfig {
     pub insecure: bool,
     /// HTTPS without certificate verification.
     pub tls_skip_verify: bool,
+    /// A PEM file of extra CA certificates trusted besides the system roots.
+    pub tls_ca_file: Option<std::path::PathBuf>,
     pub credentials: Option<Credentials>,
     /// Transfers and lookups run at once within one batch.
     pub concurrency: usize,
@@ -115,6 +118,7 @@ impl RegistryConfig {
             source,
             insecure: false,
             tls_skip_verify: false,
+            tls_ca_file: None,
             credentials: None,
             concurrency: 8,
             retry: RetryPolicy::default(),
@@ -156,7 +160,27 @@ impl Client {
         // reqwest is built without a default provider; a second install (e.g.
         // another client in the same process) is harmless.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder();
+        if let Some(file) = &config.tls_ca_file {
+            let pem = std::fs::read(file)
+                .map_err(|e| format!("--tls-ca-file {}: {e}", file.display()))?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+                format!(
+                    "--tls-ca-file {}: not a PEM certificate bundle: {}",
+                    file.display(),
+                    error::describe_transport(&e)
+                )
+            })?;
+            if certs.is_empty() {
+                return Err(format!(
+                    "--tls-ca-file {}: no PEM certificate in it",
+                    file.display()
+                ));
+            }
+            // Added to the system roots, not instead of them.
+            builder = builder.tls_certs_merge(certs);
+        }
+        let http = builder
             .user_agent(concat!(
                 "deckhouse-packages-mirror-host/",
                 env!("CARGO_PKG_VERSION")

@@ -27,7 +27,7 @@ impl Client {
             None => listing.await,
             Some(limit) => match tokio::time::timeout(limit, listing).await {
                 Ok(result) => result,
-                Err(_) => Err(RegError::other(format!(
+                Err(_) => Err(RegError::timeout(format!(
                     "listing tags of {}: timed out after {}",
                     self.display_repo(&full),
                     humanize(limit)

@@ -208,12 +208,8 @@ impl Client {
                     attempt += 1;
                 }
                 _ => {
-                    return outcome.map_err(|e| {
-                        RegError::other(format!(
-                            "{method} {url}: {}",
-                            error::describe_transport(&e)
-                        ))
-                    });
+                    return outcome
+                        .map_err(|e| RegError::transport(&e, &format!("{method} {url}")));
                 }
             }
         }
@@ -243,7 +239,7 @@ impl Client {
         while let Some(chunk) = self
             .cancellable(resp.chunk())
             .await?
-            .map_err(|e| RegError::other(format!("{what}: {}", error::describe_transport(&e))))?
+            .map_err(|e| RegError::transport(&e, what))?
         {
             if body.len() + chunk.len() > limit {
                 return Err(too_big());
