@@ -80,7 +80,7 @@ struct PullArgs {
     /// Pull only these packages: `name` or `name@constraint` (repeatable).
     #[arg(long, value_name = "EXPR")]
     include_package: Vec<String>,
-    /// Pull all packages but these: `name` or `name@constraint` (repeatable).
+    /// Pull all packages but these: package names only (repeatable).
     #[arg(long, value_name = "EXPR")]
     exclude_package: Vec<String>,
     /// Skip pulling packages (package versions are still pulled).
