@@ -2,7 +2,8 @@
 //! 127.0.0.1 ([`registry`]), real OCI images pushed over HTTP ([`oci`]), a
 //! realistic package tree with the bundle a correct pull must produce
 //! ([`fixture`]), the built host + plugin ([`artifacts`]) and bundle checks
-//! ([`bundle`]).
+//! ([`bundle`]), and the second, Python host that loads the same plugin
+//! ([`second_host`]).
 
 pub mod artifacts;
 pub mod bundle;
@@ -12,6 +13,7 @@ pub mod process;
 pub mod pull;
 pub mod quirky;
 pub mod registry;
+pub mod second_host;
 pub mod slowproxy;
 
 use anyhow::{Context, Result};
