@@ -53,27 +53,34 @@ fn python_host_pulls_the_same_bundle_as_the_rust_host() {
 
     let rust = tests::pull::pull(&artifacts, &fixture.root, &rust_bundle, &[]).unwrap();
     assert_success(&rust, "the Rust host", &registry.log());
-    let py = second_host::pull(
-        &python,
-        &artifacts.plugin,
-        &fixture.root,
-        &py_bundle,
-        &[],
-    )
-    .unwrap();
+    let py = second_host::pull(&python, &artifacts.plugin, &fixture.root, &py_bundle, &[]).unwrap();
     assert_success(&py, "the Python host", &registry.log());
 
     // What the Python host says it wrote is what is on disk.
-    let summary: Value = serde_json::from_str(&py.stdout)
-        .unwrap_or_else(|e| panic!("the Python host's summary is not JSON ({e}):\n{}", py.stdout));
+    let summary: Value = serde_json::from_str(&py.stdout).unwrap_or_else(|e| {
+        panic!(
+            "the Python host's summary is not JSON ({e}):\n{}",
+            py.stdout
+        )
+    });
     let mut reported: Vec<String> = ["pull-packages", "pull-package-versions"]
         .iter()
-        .flat_map(|call| summary[call]["archives"].as_array().cloned().unwrap_or_default())
+        .flat_map(|call| {
+            summary[call]["archives"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
         .flat_map(|a| a["files"].as_array().cloned().unwrap_or_default())
         .filter_map(|f| f.as_str().map(str::to_owned))
         .collect();
     reported.sort();
-    assert_eq!(reported, dir_names(&py_bundle).unwrap(), "{}", py.transcript());
+    assert_eq!(
+        reported,
+        dir_names(&py_bundle).unwrap(),
+        "{}",
+        py.transcript()
+    );
 
     // The bundle is the one the fixture expects, read with GNU tar.
     let expected = fixture.expected_unfiltered();
