@@ -12,4 +12,6 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 bash tests/setup.sh
 bash tests/build.sh
-cargo run --release -p tests --bin demo -- "${bundle:-demo-bundle}"
+# Run the binary build.sh made: `cargo run -p tests` would resolve features
+# for that one package and compile the dependencies again.
+"${CARGO_TARGET_DIR:-target}/release/demo" "${bundle:-demo-bundle}"

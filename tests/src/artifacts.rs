@@ -69,7 +69,7 @@ pub fn locate_host() -> Result<PathBuf> {
     if !host.is_file() {
         bail!(
             "the host binary is missing: {} does not exist.\n\
-             Build it first: `bash tests/build.sh` (or `cargo build --release -p host`), \
+             Build it first: `bash tests/build.sh` (or `cargo build --release --workspace`), \
              or set {HOST_ENV} to its path.",
             host.display()
         );
@@ -84,7 +84,7 @@ pub fn locate() -> Result<Artifacts> {
     let mut missing = Vec::new();
     if !host.is_file() {
         missing.push(format!(
-            "  host binary {}: `cargo build --release -p host` (or set {HOST_ENV})",
+            "  host binary {}: `cargo build --release --workspace` (or set {HOST_ENV})",
             host.display()
         ));
     }
