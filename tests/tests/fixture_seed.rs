@@ -27,6 +27,25 @@ fn inspect_raw(reference: &str) -> Vec<u8> {
     out.stdout.into_bytes()
 }
 
+/// The tags skopeo lists for `docker://<repo_ref>`, sorted.
+fn skopeo_tags(repo_ref: &str) -> Vec<String> {
+    let out = skopeo(&[
+        "list-tags",
+        "--tls-verify=false",
+        &format!("docker://{repo_ref}"),
+    ]);
+    assert!(out.success(), "{}", out.transcript());
+    let v: Value = serde_json::from_str(&out.stdout).unwrap();
+    let mut tags: Vec<String> = v["Tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap().to_string())
+        .collect();
+    tags.sort();
+    tags
+}
+
 #[test]
 fn every_pushed_manifest_is_served_under_its_tag_and_digest() {
     let (registry, fixture) = seeded_registry().unwrap();
@@ -62,24 +81,11 @@ fn tag_lists_are_exactly_the_fixture_tags() {
     let repos: BTreeSet<String> = fixture.pushes.iter().map(|p| p.repo.clone()).collect();
     for repo in &repos {
         let want = fixture.tags(repo);
-        let out = skopeo(&[
-            "list-tags",
-            "--tls-verify=false",
-            &format!("docker://{}/{repo}", fixture.root),
-        ]);
         if want.is_empty() {
             // Only untagged manifests: distribution lists no tags.
             continue;
         }
-        assert!(out.success(), "{}", out.transcript());
-        let v: Value = serde_json::from_str(&out.stdout).unwrap();
-        let mut got: Vec<String> = v["Tags"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|t| t.as_str().unwrap().to_string())
-            .collect();
-        got.sort();
+        let got = skopeo_tags(&format!("{}/{repo}", fixture.root));
         assert_eq!(got, want, "tags of {repo}");
         let via_http = client
             .list_tags(&fixture.registry_repo(repo))
@@ -546,20 +552,7 @@ fn quirky_front_behaves_like_a_picky_registry() {
     assert_eq!(r.status, 200);
     let v: Value = serde_json::from_slice(&r.body).unwrap();
     assert_eq!(v["tags"].as_array().unwrap().len(), 2);
-    let out = skopeo(&[
-        "list-tags",
-        "--tls-verify=false",
-        &format!("docker://{}/{repo}", front.host()),
-    ]);
-    assert!(out.success(), "{}", out.transcript());
-    let v: Value = serde_json::from_str(&out.stdout).unwrap();
-    let mut got: Vec<String> = v["Tags"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t.as_str().unwrap().to_string())
-        .collect();
-    got.sort();
+    let got = skopeo_tags(&format!("{}/{repo}", front.host()));
     assert_eq!(got, fixture.tags("packages/console"));
     assert!(Stats::get(&front.stats.pages) > 3);
     assert!(Stats::get(&front.stats.tokens) >= 1);
