@@ -76,6 +76,12 @@ impl Env {
         );
         out
     }
+
+    /// `<tmp>/bundle` holds exactly `expected` (unpacked into `<tmp>/unpacked`).
+    fn assert_bundle(&self, expected: &ExpectedBundle, out: &Captured) {
+        let problems = check_bundle(&self.path("bundle"), expected, &self.path("unpacked"));
+        assert_no_problems(&problems, out);
+    }
 }
 
 fn tail(text: &str, lines: usize) -> String {
@@ -277,12 +283,7 @@ fn second_pull_into_the_same_bundle_gives_identical_archives() {
         "archives differ between two runs\n{}",
         out.transcript()
     );
-    let problems = check_bundle(
-        &env.path("bundle"),
-        &env.fixture.expected_unfiltered(),
-        &env.path("unpacked"),
-    );
-    assert_no_problems(&problems, &out);
+    env.assert_bundle(&env.fixture.expected_unfiltered(), &out);
 }
 
 #[test]
@@ -294,8 +295,7 @@ fn no_packages_writes_only_package_versions() {
         "package-versions.tar".into(),
         env.fixture.versions_archive().unwrap(),
     );
-    let problems = check_bundle(&env.path("bundle"), &expected, &env.path("unpacked"));
-    assert_no_problems(&problems, &out);
+    env.assert_bundle(&expected, &out);
 }
 
 #[test]
@@ -303,8 +303,7 @@ fn skip_vex_images_leaves_attestations_out() {
     let env = Env::new();
     let out = env.pull_ok("bundle", &["--skip-vex-images"]);
     let expected = env.fixture.expected_for(&env.fixture.package_names, false);
-    let problems = check_bundle(&env.path("bundle"), &expected, &env.path("unpacked"));
-    assert_no_problems(&problems, &out);
+    env.assert_bundle(&expected, &out);
 }
 
 #[test]
@@ -322,8 +321,7 @@ fn exclude_package_drops_only_its_archive() {
     let expected = env.fixture.expected_for(&names, true);
     assert!(expected.contains_key("package-commander.tar"));
     assert!(!expected.contains_key("package-console.tar"));
-    let problems = check_bundle(&env.path("bundle"), &expected, &env.path("unpacked"));
-    assert_no_problems(&problems, &out);
+    env.assert_bundle(&expected, &out);
 }
 
 #[test]
@@ -345,8 +343,7 @@ fn include_with_a_bare_version_adds_the_matching_versions_to_the_channels() {
         "package-versions.tar".into(),
         env.fixture.versions_archive().unwrap(),
     );
-    let problems = check_bundle(&env.path("bundle"), &expected, &env.path("unpacked"));
-    assert_no_problems(&problems, &out);
+    env.assert_bundle(&expected, &out);
 }
 
 #[test]
@@ -381,8 +378,7 @@ fn include_with_an_exact_pin_publishes_it_to_every_channel() {
         "package-versions.tar".into(),
         fixture.versions_archive().unwrap(),
     );
-    let problems = check_bundle(&env.path("bundle"), &expected, &env.path("unpacked"));
-    assert_no_problems(&problems, &out);
+    env.assert_bundle(&expected, &out);
 }
 
 #[test]
@@ -399,8 +395,7 @@ fn only_extra_images_writes_the_extras_of_the_channel_versions() {
     }
     expected.retain(|_, a| !a.layouts.is_empty());
     assert!(expected.contains_key("package-console.tar"));
-    let problems = check_bundle(&env.path("bundle"), &expected, &env.path("unpacked"));
-    assert_no_problems(&problems, &out);
+    env.assert_bundle(&expected, &out);
 }
 
 #[test]
@@ -506,8 +501,7 @@ fn proxy_registry_mode_probes_versions_of_the_included_package() {
         .layouts
         .retain(|dir, _| dir == "packages/console/version");
     expected.insert("package-versions.tar".into(), versions_archive);
-    let problems = check_bundle(&env.path("bundle"), &expected, &env.path("unpacked"));
-    assert_no_problems(&problems, &out);
+    env.assert_bundle(&expected, &out);
 }
 
 // ---------------------------------------------------------------- CLI errors
