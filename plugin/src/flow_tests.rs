@@ -496,6 +496,32 @@ fn dry_run_writes_nothing_and_counts_the_plan() {
 }
 
 #[test]
+fn dry_run_of_package_versions_counts_each_packages_release_images() {
+    let s = seed();
+    let w = &s.world;
+    let o = Options {
+        dry_run: true,
+        ..opts()
+    };
+    let summary = crate::pull_package_versions(&w.host(), &o).unwrap();
+    assert!(w.fs.paths().is_empty());
+    let console = summary
+        .packages
+        .iter()
+        .find(|p| p.name == "console")
+        .expect("console is planned");
+    // 6 channels + v1.0.0..v1.3.0, each tag once.
+    assert_eq!(console.images, 10);
+    assert!(
+        w.registry
+            .requests
+            .borrow()
+            .iter()
+            .all(|r| !r.starts_with("BLOB") && !r.starts_with("GET"))
+    );
+}
+
+#[test]
 fn a_registry_without_packages_is_a_warning() {
     let w = World::new();
     let summary = crate::pull_packages(&w.host(), &opts()).unwrap();

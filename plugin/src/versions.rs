@@ -38,10 +38,9 @@ pub fn pull_package_versions(host: &Host, opts: &Options) -> Result<Summary> {
         }
     };
     if opts.dry_run {
-        for name in &names {
-            host.info(format!(
-                "dry run: would pull the release images of package {name} into {ARCHIVE}"
-            ));
+        for (i, name) in names.iter().enumerate() {
+            discovery::start_package(host, &names, i)?;
+            summary.packages.push(plan_one(host, opts, name)?);
         }
         return Ok(summary);
     }
@@ -111,11 +110,7 @@ fn pull_one(host: &Host, opts: &Options, name: &str, dir: &str) -> Result<Packag
         }
     }
     let versions = tags.clone();
-    match host.registry.list_tags(&repo, None) {
-        Ok(listed) => tags.extend(listed.into_iter().filter(|t| crate::names::is_tag(t))),
-        Err(crate::ports::RegistryError::Cancelled) => return Err(Error::Cancelled),
-        Err(e) => host.debug(format!("tags of {repo} not listed: {e}")),
-    }
+    tags.extend(listed_tags(host, &repo)?);
     let mut rest: Vec<ImageRef> = Vec::new();
     for tag in tags {
         let r = ImageRef::new(&repo, tag);
@@ -140,6 +135,58 @@ fn pull_one(host: &Host, opts: &Options, name: &str, dir: &str) -> Result<Packag
         images: layout.entries().len() as u32,
         vex_images: layout.vex_count() as u32,
     })
+}
+
+/// The dry-run plan of one package's release images: the channels the
+/// registry has and every listed tag, printed and counted, nothing fetched.
+fn plan_one(host: &Host, opts: &Options, name: &str) -> Result<PackageSummary> {
+    let repos = PackageRepos::new(&opts.source_root, name);
+    let repo = repos.version();
+    let channel_refs: Vec<ImageRef> = planned_channels()
+        .into_iter()
+        .map(|c| ImageRef::new(&repo, c))
+        .collect();
+    let mut planned: Vec<String> = Vec::new();
+    for (r, resolved) in channel_refs
+        .iter()
+        .zip(puller::resolve(host, &channel_refs))
+    {
+        if resolved?.is_some() {
+            planned.push(r.reference.clone());
+        }
+    }
+    for tag in listed_tags(host, &repo)? {
+        if !planned.contains(&tag) {
+            planned.push(tag);
+        }
+    }
+    host.info(format!(
+        "dry run: package {name}: would pull {} release image(s) into {ARCHIVE}: {}",
+        planned.len(),
+        planned.join(", ")
+    ));
+    Ok(PackageSummary {
+        name: name.to_string(),
+        versions: Vec::new(),
+        images: planned.len() as u32,
+        vex_images: 0,
+    })
+}
+
+/// The valid tags of a version repository; a registry that cannot list
+/// them leaves the channels alone to name the versions.
+fn listed_tags(host: &Host, repo: &str) -> Result<Vec<String>> {
+    match host.registry.list_tags(repo, None) {
+        Ok(listed) => Ok(listed
+            .into_iter()
+            .filter(|t| crate::names::is_tag(t))
+            .collect()),
+        Err(crate::ports::RegistryError::Cancelled) => Err(Error::Cancelled),
+        Err(e) => {
+            host.debug(format!("tags of {repo} not listed: {e}"));
+            Ok(Vec::new())
+        }
+    }
 }
 
 fn store(host: &Host, repos: &PackageRepos, layout: &mut Layout, images: &[Image]) -> Result<()> {
