@@ -2,6 +2,7 @@
 //! cancellation flag the plugin polls.
 
 use std::io::Write;
+use std::sync::Arc;
 
 use crate::cancel::Cancel;
 use crate::units::human_bytes;
@@ -68,6 +69,26 @@ pub enum Progress {
 }
 
 impl Progress {
+    /// The event with its (plugin- or registry-supplied) text sanitized.
+    pub fn sanitized(&self) -> Progress {
+        match self {
+            Progress::PackageStarted { name, index, total } => Progress::PackageStarted {
+                name: sanitize(name),
+                index: *index,
+                total: *total,
+            },
+            Progress::Phase { package, phase } => Progress::Phase {
+                package: sanitize(package),
+                phase: sanitize(phase),
+            },
+            Progress::BlobsPlanned { .. } => self.clone(),
+            Progress::ArchiveWritten { name, bytes } => Progress::ArchiveWritten {
+                name: sanitize(name),
+                bytes: *bytes,
+            },
+        }
+    }
+
     /// The line shown for this event.
     pub fn line(&self) -> String {
         match self {
@@ -85,34 +106,109 @@ impl Progress {
     }
 }
 
-/// Log output and the cancellation flag of one run.
-#[derive(Debug, Clone)]
+/// What the host's blob transfers report, for byte counters and rates.
+/// Only `fetch-blobs` transfers (the bulk of a pull) are counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transfer {
+    /// A blob download started; `size` is its expected size in bytes.
+    Started { size: u64 },
+    /// Bytes of a blob arrived (verified as part of the whole blob later).
+    Received(u64),
+    /// A download attempt broke off and will be retried: the bytes it had
+    /// received are thrown away and will arrive again.
+    Discarded(u64),
+    /// A blob download ended (`ok` = verified and in place).
+    Finished { ok: bool },
+}
+
+/// Receives what a session reports: log lines, the plugin's progress events
+/// and the host's byte counts. Called from several threads at once (blob
+/// transfers run concurrently), so implementations must be cheap and must
+/// not block for long.
+///
+/// Text is already sanitized (control characters replaced), so it is safe
+/// to print. Log lines arrive only when their level is enabled by
+/// [`HostConfig::log_level`](crate::HostConfig::log_level), progress events
+/// only when `info` is, transfer events always.
+pub trait EventSink: Send + Sync {
+    /// A log line from the plugin or the host.
+    fn log(&self, level: LogLevel, message: &str);
+    /// A progress event from the plugin.
+    fn progress(&self, event: &Progress);
+    /// A transfer event from the host; ignored unless overridden.
+    fn transfer(&self, event: Transfer) {
+        let _ = event;
+    }
+}
+
+/// The default sink: `<level>: <message>` lines on stderr, progress events
+/// as `info:` lines, transfers not shown.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StderrSink;
+
+impl EventSink for StderrSink {
+    fn log(&self, level: LogLevel, message: &str) {
+        let line = format!("{}: {message}\n", level.label());
+        // Nothing useful can be done when stderr is gone.
+        let _ = std::io::stderr().lock().write_all(line.as_bytes());
+    }
+
+    fn progress(&self, event: &Progress) {
+        self.log(LogLevel::Info, &event.line());
+    }
+}
+
+/// Log output and the cancellation flag of one run: filters by level,
+/// sanitizes, and hands everything to the session's [`EventSink`].
+#[derive(Clone)]
 pub struct Events {
     level: LogLevel,
     cancel: Cancel,
+    sink: Arc<dyn EventSink>,
+}
+
+impl std::fmt::Debug for Events {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Events")
+            .field("level", &self.level)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Events {
+    /// Events printed by [`StderrSink`].
     pub fn new(level: LogLevel, cancel: Cancel) -> Self {
-        Events { level, cancel }
+        Events::with_sink(level, cancel, Arc::new(StderrSink))
+    }
+
+    pub fn with_sink(level: LogLevel, cancel: Cancel, sink: Arc<dyn EventSink>) -> Self {
+        Events {
+            level,
+            cancel,
+            sink,
+        }
     }
 
     pub fn enabled(&self, level: LogLevel) -> bool {
         level <= self.level
     }
 
-    /// Writes `<level>: <message>` to stderr.
+    /// Passes a log line on, sanitized, when its level is enabled.
     pub fn log(&self, level: LogLevel, message: &str) {
-        if !self.enabled(level) {
-            return;
+        if self.enabled(level) {
+            self.sink.log(level, &sanitize(message));
         }
-        let line = format!("{}: {}\n", level.label(), sanitize(message));
-        // Nothing useful can be done when stderr is gone.
-        let _ = std::io::stderr().lock().write_all(line.as_bytes());
     }
 
+    /// Passes a progress event on, sanitized, when `info` is enabled.
     pub fn progress(&self, event: &Progress) {
-        self.log(LogLevel::Info, &event.line());
+        if self.enabled(LogLevel::Info) {
+            self.sink.progress(&event.sanitized());
+        }
+    }
+
+    pub fn transfer(&self, event: Transfer) {
+        self.sink.transfer(event);
     }
 
     pub fn cancelled(&self) -> bool {
@@ -146,6 +242,56 @@ mod tests {
         assert!(e.enabled(LogLevel::Warn));
         assert!(!e.enabled(LogLevel::Info));
         assert!("loud".parse::<LogLevel>().is_err());
+    }
+
+    /// Records what reaches a sink.
+    #[derive(Default)]
+    struct Recorder(std::sync::Mutex<Vec<String>>);
+
+    impl EventSink for Recorder {
+        fn log(&self, level: LogLevel, message: &str) {
+            self.0
+                .lock()
+                .unwrap()
+                .push(format!("{}:{message}", level.label()));
+        }
+        fn progress(&self, event: &Progress) {
+            self.0
+                .lock()
+                .unwrap()
+                .push(format!("progress:{}", event.line()));
+        }
+        fn transfer(&self, event: Transfer) {
+            self.0.lock().unwrap().push(format!("{event:?}"));
+        }
+    }
+
+    #[test]
+    fn sink_gets_filtered_sanitized_events() {
+        let sink = Arc::new(Recorder::default());
+        let e = Events::with_sink(LogLevel::Info, Cancel::new(), sink.clone());
+        e.log(LogLevel::Debug, "hidden");
+        e.log(LogLevel::Warn, "tag \u{1b}[31m");
+        e.progress(&Progress::Phase {
+            package: "a\u{7}".into(),
+            phase: "images".into(),
+        });
+        e.transfer(Transfer::Received(5));
+        let got = sink.0.lock().unwrap().clone();
+        assert_eq!(
+            got,
+            [
+                "warn:tag \u{fffd}[31m",
+                "progress:a\u{fffd}: images",
+                "Received(5)"
+            ]
+        );
+        // Progress is info-level: a quieter level drops it, transfers still count.
+        let sink = Arc::new(Recorder::default());
+        let e = Events::with_sink(LogLevel::Warn, Cancel::new(), sink.clone());
+        e.progress(&Progress::BlobsPlanned { count: 1, bytes: 2 });
+        e.transfer(Transfer::Finished { ok: true });
+        assert_eq!(*sink.0.lock().unwrap(), ["Finished { ok: true }"]);
     }
 
     #[test]

@@ -5,6 +5,15 @@
 //! (registry requests scoped to one source, a filesystem confined to the
 //! bundle directory, log/progress/cancellation) and runs its two exports.
 //!
+//! Embedding in short: [`Plugin::load`] a component, fill a [`HostConfig`]
+//! (set [`HostConfig::events`] to your own [`EventSink`] to receive log lines,
+//! progress events and transfer byte counts), open a [`Session`], call
+//! [`Session::pull_packages`] / [`Session::pull_package_versions`], and turn
+//! the [`PullSummary`]s into a [`report::Report`] (a table with
+//! [`report::render_text`], or JSON with serde). `host/examples/embed.rs` is
+//! a complete program; [`inspect::inspect`] describes a component without
+//! running it.
+//!
 //! ```no_run
 //! use host::{HostConfig, Plugin, PullOptions, Session};
 //! use host::registry::{RegistryConfig, Source};
@@ -34,6 +43,7 @@ pub mod cancel;
 pub mod events;
 pub mod fs;
 mod imports;
+pub mod inspect;
 pub mod layer;
 pub mod registry;
 pub mod report;
@@ -48,7 +58,7 @@ pub use bindings::deckhouse::packages_mirror::types::{
     Archive, PackageSummary, PullError, PullOptions, PullSummary,
 };
 pub use cancel::Cancel;
-pub use events::LogLevel;
+pub use events::{EventSink, LogLevel, Progress, StderrSink, Transfer};
 pub use session::{
     CallError, DEFAULT_CALL_TIMEOUT, DEFAULT_MAX_OPEN_OUTPUTS, DEFAULT_MEMORY_LIMIT, HostConfig,
     Plugin, Session, WIT_PACKAGE, WIT_VERSION, describe_pull_error,

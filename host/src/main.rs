@@ -1,17 +1,27 @@
-//! `host run <plugin.wasm> pull …`: mirror Deckhouse packages with a plugin.
+//! `host run <plugin.wasm> pull …`: mirror Deckhouse packages with a plugin;
+//! `host inspect`, `host completions`, `host man`.
 
+mod cli;
+
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
+
+use cli::progress::{CliSink, LogFormat};
+use host::report::{Report, Status};
 
 use host::registry::credentials::{self, CredError, Explicit};
 use host::registry::{RegistryConfig, Source};
 use host::units::{parse_chunk_size, parse_duration};
-use host::{CallError, HostConfig, LogLevel, Plugin, PullError, PullOptions, Session};
+use host::{
+    CallError, EventSink, HostConfig, LogLevel, Plugin, PullError, PullOptions, PullSummary,
+    Session,
+};
 
 const EXIT_FAILED: u8 = 1;
 const EXIT_USAGE: u8 = 2;
@@ -24,9 +34,20 @@ const EXIT_INTERRUPTED: u8 = 130;
     about = "Runs a packages-mirror WebAssembly plugin: mirrors Deckhouse packages into a bundle directory"
 )]
 struct Cli {
-    /// Log level: error, warn, info, debug or trace.
+    /// Log level: error, warn, info, debug or trace. Progress is info-level:
+    /// warn or error hides it.
     #[arg(long, global = true, default_value = "info", value_name = "LEVEL")]
     log_level: LogLevel,
+
+    /// Log line format on stderr: text, or json (one object per line with
+    /// ts, level, msg and, for progress events, event and its fields).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, value_name = "FORMAT")]
+    log_format: LogFormat,
+
+    /// Only errors on stderr (no progress, no info or warn lines; warnings
+    /// are still repeated in the summary).
+    #[arg(long, short, global = true, conflicts_with = "log_level")]
+    quiet: bool,
 
     #[command(subcommand)]
     command: Command,
@@ -41,6 +62,34 @@ enum Command {
         #[command(subcommand)]
         action: Action,
     },
+    /// Describe a plugin component: its world, WIT packages, imports and
+    /// exports, and whether this host can run it (exit 1 when it cannot).
+    Inspect {
+        /// The plugin component (.wasm).
+        plugin: PathBuf,
+    },
+    /// Print a shell completion script for `host` on stdout.
+    Completions {
+        /// The shell to complete for.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page of `host` (roff) on stdout, or write one page per
+    /// command into a directory.
+    Man {
+        /// Write host.1, host-run.1, host-run-pull.1, … into this directory.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
+}
+
+/// `--output`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum OutputFormat {
+    /// A framed summary table on stdout.
+    Text,
+    /// One JSON document on stdout (host/schema/pull-summary.schema.json),
+    /// also when the pull fails; no table.
+    Json,
 }
 
 #[derive(Subcommand, Debug)]
@@ -117,6 +166,13 @@ struct PullArgs {
     /// Archive files the plugin may hold open at once.
     #[arg(long, value_name = "N", default_value = "64", value_parser = clap::value_parser!(u16).range(1..))]
     max_open_files: u16,
+    /// What to print on stdout at the end: text (a summary table) or json.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text, value_name = "FORMAT")]
+    output: OutputFormat,
+    /// Add the source, the bundle directory, every archive file with its
+    /// size on disk and the transfer counters to the summary table.
+    #[arg(long)]
+    verbose_summary: bool,
     /// The bundle directory (created if missing).
     bundle_dir: PathBuf,
 }
@@ -130,15 +186,107 @@ fn parse_memory_limit(text: &str) -> Result<u64, String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let Command::Run { plugin, action } = cli.command;
-    let Action::Pull(args) = action;
-    match pull(&plugin, args, cli.log_level) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(Failure { code, message }) => {
-            if let Some(message) = message {
-                eprintln!("error: {}", host::events::sanitize(&message));
+    match cli.command {
+        Command::Run {
+            plugin,
+            action: Action::Pull(args),
+        } => {
+            let level = if cli.quiet {
+                LogLevel::Error
+            } else {
+                cli.log_level
+            };
+            let terminal = std::io::stderr().is_terminal()
+                && std::env::var_os("TERM").is_none_or(|t| t != "dumb");
+            let sink = Arc::new(CliSink::new(
+                cli.log_format,
+                !cli.quiet && level >= LogLevel::Info,
+                terminal,
+            ));
+            run_pull(&plugin, args, level, &sink)
+        }
+        Command::Inspect { plugin } => inspect(&plugin),
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "host", &mut std::io::stdout());
+            ExitCode::SUCCESS
+        }
+        Command::Man { dir } => man(dir.as_deref()),
+    }
+}
+
+/// Runs the pull and prints the summary (text or JSON) and the error line.
+fn run_pull(plugin: &Path, args: PullArgs, level: LogLevel, sink: &Arc<CliSink>) -> ExitCode {
+    let started = Instant::now();
+    let (output, verbose) = (args.output, args.verbose_summary);
+    let (source, bundle_dir) = (args.source.clone(), args.bundle_dir.clone());
+    let (calls, failure) = match pull(plugin, args, level, sink) {
+        Ok(done) => (done.calls, done.failure),
+        Err(failure) => (Vec::new(), Some(failure)),
+    };
+    sink.finish();
+    let borrowed: Vec<(&str, &PullSummary)> = calls.iter().map(|(c, s)| (*c, s)).collect();
+    let mut report = Report::new(&borrowed, &source, &bundle_dir);
+    report.transfer = sink.stats();
+    report.elapsed_seconds = started.elapsed().as_secs_f64();
+    let code = failure.as_ref().map_or(0, |f| f.code);
+    if let Some(Failure { code, message }) = &failure {
+        let status = if *code == EXIT_INTERRUPTED {
+            Status::Interrupted
+        } else {
+            Status::Failed
+        };
+        let text = message.as_deref().unwrap_or("failed");
+        report = report.failed(status, *code, text);
+        if let Some(m) = message {
+            sink.log(LogLevel::Error, &host::events::sanitize(m));
+        }
+    }
+    match output {
+        OutputFormat::Json => match serde_json::to_string_pretty(&report) {
+            Ok(json) => println!("{json}"),
+            Err(e) => sink.log(LogLevel::Error, &format!("cannot write the summary: {e}")),
+        },
+        // A failed pull prints only its error; an interrupted one says what
+        // it finished.
+        OutputFormat::Text if !calls.is_empty() && (code == 0 || code == EXIT_INTERRUPTED) => {
+            let width = console::Term::stdout()
+                .size_checked()
+                .map_or(100, |(_, w)| w.clamp(40, 160));
+            print!("{}", host::report::render_text(&report, verbose, width));
+        }
+        OutputFormat::Text => {}
+    }
+    ExitCode::from(code)
+}
+
+fn inspect(plugin: &Path) -> ExitCode {
+    match host::inspect::inspect(plugin) {
+        Ok(found) => {
+            print!("{}", found.render(plugin));
+            if found.fits.is_ok() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(EXIT_FAILED)
             }
-            ExitCode::from(code)
+        }
+        Err(m) => {
+            eprintln!("error: {}", host::events::sanitize(&m));
+            ExitCode::from(EXIT_FAILED)
+        }
+    }
+}
+
+fn man(dir: Option<&Path>) -> ExitCode {
+    let result = match dir {
+        Some(dir) => std::fs::create_dir_all(dir)
+            .and_then(|()| clap_mangen::generate_to(Cli::command(), dir)),
+        None => clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: cannot write the man page: {e}");
+            ExitCode::from(EXIT_FAILED)
         }
     }
 }
@@ -158,8 +306,18 @@ impl Failure {
     }
 }
 
-fn pull(plugin: &Path, args: PullArgs, log_level: LogLevel) -> Result<(), Failure> {
-    let started = Instant::now();
+/// The calls that finished, and why the run stopped early (if it did).
+struct Done {
+    calls: Vec<(&'static str, PullSummary)>,
+    failure: Option<Failure>,
+}
+
+fn pull(
+    plugin: &Path,
+    args: PullArgs,
+    log_level: LogLevel,
+    sink: &Arc<CliSink>,
+) -> Result<Done, Failure> {
     let source = Source::parse(&args.source).map_err(|m| Failure::new(EXIT_USAGE, m))?;
     let explicit = Explicit {
         login: args.source_login,
@@ -174,14 +332,15 @@ fn pull(plugin: &Path, args: PullArgs, log_level: LogLevel) -> Result<(), Failur
         CredError::Source(m) => Failure::new(EXIT_FAILED, m),
     })?;
     if log_level >= LogLevel::Debug {
-        match &found {
-            Some(f) => eprintln!(
-                "debug: source credentials from {} (login {})",
+        let line = match &found {
+            Some(f) => format!(
+                "source credentials from {} (login {})",
                 f.from,
                 host::events::sanitize(&f.credentials.username)
             ),
-            None => eprintln!("debug: no source credentials; anonymous access"),
-        }
+            None => "no source credentials; anonymous access".to_owned(),
+        };
+        sink.log(LogLevel::Debug, &line);
     }
     let credentials = found.map(|f| f.credentials);
     let plugin = Plugin::load(plugin).map_err(|m| Failure::new(EXIT_FAILED, m))?;
@@ -198,8 +357,9 @@ fn pull(plugin: &Path, args: PullArgs, log_level: LogLevel) -> Result<(), Failur
     config.memory_limit = usize::try_from(args.memory_limit).unwrap_or(usize::MAX);
     config.call_timeout = Some(args.call_timeout).filter(|t| !t.is_zero());
     config.max_open_outputs = usize::from(args.max_open_files);
+    config.events = Arc::clone(sink) as Arc<dyn EventSink>;
     let session = Session::new(plugin, config).map_err(|m| Failure::new(EXIT_FAILED, m))?;
-    install_interrupt_handler(&session);
+    install_interrupt_handler(&session, sink);
 
     let options = PullOptions {
         source_root: source.display(),
@@ -215,7 +375,7 @@ fn pull(plugin: &Path, args: PullArgs, log_level: LogLevel) -> Result<(), Failur
         proxy_registry: args.proxy_registry,
     };
 
-    let result = run_calls(
+    let (calls, result) = run_calls(
         &session,
         &options,
         args.no_packages && !args.only_extra_images,
@@ -229,31 +389,37 @@ fn pull(plugin: &Path, args: PullArgs, log_level: LogLevel) -> Result<(), Failur
             let _ = std::fs::remove_dir(&args.bundle_dir);
         }
     }
-    let summaries = result.map_err(|e| call_failure(&e, cancelled))?;
-    let calls: Vec<(&str, &host::PullSummary)> = summaries.iter().map(|(t, s)| (*t, s)).collect();
-    print!("{}", host::report::render(&calls, started.elapsed()));
-    if cancelled {
-        return Err(Failure::new(EXIT_INTERRUPTED, "interrupted"));
-    }
-    Ok(())
+    let failure = match result {
+        Err(e) => Some(call_failure(&e, cancelled)),
+        Ok(()) if cancelled => Some(Failure::new(EXIT_INTERRUPTED, "interrupted")),
+        Ok(()) => None,
+    };
+    Ok(Done { calls, failure })
 }
 
 /// Runs `pull-packages` (unless skipped) and then `pull-package-versions`;
-/// a cancelled first call stops there.
+/// a cancelled first call stops there. Returns the calls that finished and
+/// the error that stopped the run, if any.
 fn run_calls(
     session: &Session,
     options: &PullOptions,
     skip_packages: bool,
-) -> Result<Vec<(&'static str, host::PullSummary)>, CallError> {
+) -> (Vec<(&'static str, PullSummary)>, Result<(), CallError>) {
     let mut done = Vec::new();
     if !skip_packages {
-        done.push(("packages", session.pull_packages(options)?));
+        match session.pull_packages(options) {
+            Ok(s) => done.push(("pull-packages", s)),
+            Err(e) => return (done, Err(e)),
+        }
         if session.cancel_handle().is_cancelled() {
-            return Ok(done);
+            return (done, Ok(()));
         }
     }
-    done.push(("package versions", session.pull_package_versions(options)?));
-    Ok(done)
+    match session.pull_package_versions(options) {
+        Ok(s) => done.push(("pull-package-versions", s)),
+        Err(e) => return (done, Err(e)),
+    }
+    (done, Ok(()))
 }
 
 fn call_failure(e: &CallError, cancelled: bool) -> Failure {
@@ -300,23 +466,29 @@ fn prepare_bundle_dir(dir: &Path, dry_run: bool) -> Result<bool, Failure> {
 
 /// First Ctrl+C: cancel (in-flight requests end, complete packages are
 /// still packed). Second: remove this run's temporary entries and leave.
-fn install_interrupt_handler(session: &Session) {
+fn install_interrupt_handler(session: &Session, sink: &Arc<CliSink>) {
+    let notify = Arc::clone(sink);
     let cancel = session.cancel_handle();
     let temps = session.temps();
     let presses = Arc::new(AtomicUsize::new(0));
     let result = ctrlc::set_handler(move || {
         if presses.fetch_add(1, Ordering::SeqCst) == 0 {
-            eprintln!(
-                "interrupted: stopping; complete packages are still packed (press Ctrl+C again to abort at once)"
+            notify.notice(
+                LogLevel::Warn,
+                "interrupted: stopping; complete packages are still packed (press Ctrl+C again to abort at once)",
             );
             cancel.cancel();
         } else {
-            eprintln!("aborted: removing temporary files");
+            notify.finish();
+            notify.notice(LogLevel::Warn, "aborted: removing temporary files");
             temps.remove_all();
             std::process::exit(i32::from(EXIT_INTERRUPTED));
         }
     });
     if let Err(e) = result {
-        eprintln!("warn: Ctrl+C will not stop the pull cleanly: {e}");
+        sink.log(
+            LogLevel::Warn,
+            &format!("Ctrl+C will not stop the pull cleanly: {e}"),
+        );
     }
 }

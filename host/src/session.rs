@@ -11,7 +11,7 @@ use wasmtime_wasi::WasiCtx;
 
 use crate::bindings::{PackagesMirror, PackagesMirrorPre};
 use crate::cancel::Cancel;
-use crate::events::{Events, LogLevel};
+use crate::events::{EventSink, Events, LogLevel, StderrSink};
 use crate::fs::Confined;
 use crate::imports::{RunContext, StoreState};
 use crate::registry::{Client, RegistryConfig};
@@ -64,33 +64,26 @@ impl Plugin {
     /// naming the path: missing or unreadable file, not a component, or a
     /// component of another world.
     pub fn load(path: &Path) -> Result<Plugin, String> {
-        let shown = path.display();
-        let bytes = std::fs::read(path).map_err(|e| format!("cannot read plugin {shown}: {e}"))?;
-        if !bytes.starts_with(WASM_MAGIC) {
-            return Err(format!("plugin {shown} is not a WebAssembly component"));
-        }
-        if bytes.get(4..8) == Some(CORE_MODULE_VERSION) {
-            return Err(format!(
-                "plugin {shown} is a core WebAssembly module, not a component (build it for wasm32-wasip2)"
-            ));
-        }
-        let mut config = wasmtime::Config::new();
-        // The call deadline: compiled code checks the epoch at loop headers
-        // and function entries, so even `loop {}` is stopped.
-        config.epoch_interruption(true);
-        let engine = Engine::new(&config)
-            .map_err(|e| format!("cannot set up the WebAssembly engine: {}", one_line(&e)))?;
-        let component = wasmtime::component::Component::new(&engine, &bytes)
-            .map_err(|e| format!("plugin {shown} is not a valid component: {}", one_line(&e)))?;
-        check_world(&engine, &component).map_err(|m| format!("plugin {shown} {m}"))?;
+        let (engine, component) = compile(path)?;
+        Plugin::link(path, &engine, &component)
+    }
 
-        let mut linker: Linker<StoreState> = Linker::new(&engine);
+    /// Checks that an already compiled component is of this host's world and
+    /// links it against the host's imports.
+    pub(crate) fn link(
+        path: &Path,
+        engine: &Engine,
+        component: &wasmtime::component::Component,
+    ) -> Result<Plugin, String> {
+        let shown = path.display();
+        check_world(engine, component).map_err(|m| format!("plugin {shown} {m}"))?;
+        let mut linker: Linker<StoreState> = Linker::new(engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
             .map_err(|e| format!("cannot link WASI: {}", one_line(&e)))?;
         PackagesMirror::add_to_linker::<StoreState, HasSelf<StoreState>>(&mut linker, |s| s)
             .map_err(|e| format!("cannot link host imports: {}", one_line(&e)))?;
         let pre = linker
-            .instantiate_pre(&component)
+            .instantiate_pre(component)
             .and_then(PackagesMirrorPre::new)
             .map_err(|e| {
                 format!(
@@ -110,7 +103,7 @@ impl Plugin {
 }
 
 /// How a session is set up.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct HostConfig {
     pub registry: RegistryConfig,
     /// The one directory the plugin may touch. In a dry run it need not exist.
@@ -122,6 +115,22 @@ pub struct HostConfig {
     pub call_timeout: Option<Duration>,
     /// Cap of `output` handles open at once.
     pub max_open_outputs: usize,
+    /// Where log lines, progress events and transfer byte counts go;
+    /// [`StderrSink`] (plain lines on stderr) unless replaced.
+    pub events: Arc<dyn EventSink>,
+}
+
+impl std::fmt::Debug for HostConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HostConfig")
+            .field("registry", &self.registry)
+            .field("bundle_dir", &self.bundle_dir)
+            .field("log_level", &self.log_level)
+            .field("memory_limit", &self.memory_limit)
+            .field("call_timeout", &self.call_timeout)
+            .field("max_open_outputs", &self.max_open_outputs)
+            .finish_non_exhaustive()
+    }
 }
 
 impl HostConfig {
@@ -133,6 +142,7 @@ impl HostConfig {
             memory_limit: DEFAULT_MEMORY_LIMIT,
             call_timeout: Some(DEFAULT_CALL_TIMEOUT),
             max_open_outputs: DEFAULT_MAX_OPEN_OUTPUTS,
+            events: Arc::new(StderrSink),
         }
     }
 }
@@ -199,7 +209,7 @@ impl Session {
             .build()
             .map_err(|e| format!("cannot start the I/O runtime: {e}"))?;
         let cancel = Cancel::new();
-        let events = Events::new(config.log_level, cancel.clone());
+        let events = Events::with_sink(config.log_level, cancel.clone(), config.events);
         let root = bundle_root(&config.bundle_dir)?;
         let temps = Arc::new(TempTracker::new(&root));
         let fs = Confined::new(&root, Arc::clone(&temps))
@@ -424,9 +434,37 @@ impl wasmtime::ResourceLimiter for Limits {
     }
 }
 
+/// Reads and compiles the component at `path` on an engine set up for
+/// this host (epoch interruption for the call deadline). Errors are one line
+/// naming the path: missing or unreadable file, not a component.
+pub(crate) fn compile(path: &Path) -> Result<(Engine, wasmtime::component::Component), String> {
+    let shown = path.display();
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read plugin {shown}: {e}"))?;
+    if !bytes.starts_with(WASM_MAGIC) {
+        return Err(format!("plugin {shown} is not a WebAssembly component"));
+    }
+    if bytes.get(4..8) == Some(CORE_MODULE_VERSION) {
+        return Err(format!(
+            "plugin {shown} is a core WebAssembly module, not a component (build it for wasm32-wasip2)"
+        ));
+    }
+    let mut config = wasmtime::Config::new();
+    // The call deadline: compiled code checks the epoch at loop headers
+    // and function entries, so even `loop {}` is stopped.
+    config.epoch_interruption(true);
+    let engine = Engine::new(&config)
+        .map_err(|e| format!("cannot set up the WebAssembly engine: {}", one_line(&e)))?;
+    let component = wasmtime::component::Component::new(&engine, &bytes)
+        .map_err(|e| format!("plugin {shown} is not a valid component: {}", one_line(&e)))?;
+    Ok((engine, component))
+}
+
 /// Checks, before linking, that the component is a packages-mirror plugin of
 /// the version this host speaks. Returns the rest of a one-line message.
-fn check_world(engine: &Engine, component: &wasmtime::component::Component) -> Result<(), String> {
+pub(crate) fn check_world(
+    engine: &Engine,
+    component: &wasmtime::component::Component,
+) -> Result<(), String> {
     let ty = component.component_type();
     let compatible = |version: &str| {
         let ours = WIT_VERSION

@@ -63,6 +63,19 @@ pub fn plugin_path() -> PathBuf {
     }
 }
 
+/// A component built by tests/build.sh into `<target>/wasm32-wasip2/release`
+/// (`hostile_plugin_v0_2.wasm`, …), or an error saying how to build it.
+pub fn wasm_component(name: &str) -> Result<PathBuf> {
+    let path = target_dir()
+        .join("wasm32-wasip2")
+        .join("release")
+        .join(name);
+    if !path.is_file() {
+        bail!("{} is missing: run `bash tests/build.sh`", path.display());
+    }
+    Ok(path)
+}
+
 /// Only the host binary (for CLI error cases that need no plugin).
 pub fn locate_host() -> Result<PathBuf> {
     let host = host_path();

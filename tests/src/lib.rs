@@ -7,12 +7,14 @@
 
 pub mod artifacts;
 pub mod bundle;
+pub mod env;
 pub mod fixture;
 pub mod oci;
 pub mod process;
 pub mod pull;
 pub mod quirky;
 pub mod registry;
+pub mod schema;
 pub mod second_host;
 pub mod slowproxy;
 

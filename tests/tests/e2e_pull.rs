@@ -12,92 +12,13 @@ use std::time::{Duration, Instant};
 
 use tests::artifacts::{self, Artifacts};
 use tests::bundle::{self, check_archive, check_bundle, dir_names, sha256_file};
+use tests::env::{Env, artifacts, assert_no_problems, tail};
 use tests::fixture::{CHANNELS, ExpectedArchive, ExpectedBundle, ExpectedImage, Fixture, LTS};
 use tests::oci::hex_of;
-use tests::process::{self, Captured};
+use tests::process;
 use tests::pull::pull;
-use tests::registry::{Registry, closed_port};
-use tests::seeded_registry;
+use tests::registry::closed_port;
 use tests::slowproxy::SlowProxy;
-
-fn artifacts() -> Artifacts {
-    match artifacts::locate() {
-        Ok(a) => a,
-        Err(e) => panic!("{e:#}"),
-    }
-}
-
-struct Env {
-    artifacts: Artifacts,
-    registry: Registry,
-    fixture: Fixture,
-    tmp: tempfile::TempDir,
-}
-
-impl Env {
-    fn new() -> Env {
-        let artifacts = artifacts();
-        let (registry, fixture) = seeded_registry().expect("starting and seeding the registry");
-        let mut tmp = tempfile::Builder::new()
-            .prefix("pm-e2e-")
-            .tempdir()
-            .unwrap();
-        if std::env::var_os("PM_KEEP_TMP").is_some() {
-            // Keep bundles and unpacked layouts for a look after the run.
-            tmp.disable_cleanup(true);
-            eprintln!("PM_KEEP_TMP: keeping {}", tmp.path().display());
-        }
-        Env {
-            artifacts,
-            registry,
-            fixture,
-            tmp,
-        }
-    }
-
-    fn path(&self, name: &str) -> std::path::PathBuf {
-        self.tmp.path().join(name)
-    }
-
-    /// Pull into `<tmp>/<bundle>`; the run must succeed.
-    fn pull_ok(&self, bundle: &str, extra: &[&str]) -> Captured {
-        let out = pull(
-            &self.artifacts,
-            &self.fixture.root,
-            &self.path(bundle),
-            extra,
-        )
-        .expect("running the host");
-        assert!(
-            out.code() == Some(0),
-            "the pull failed:\n{}\nregistry log (tail):\n{}",
-            out.transcript(),
-            tail(&self.registry.log(), 40)
-        );
-        out
-    }
-
-    /// `<tmp>/bundle` holds exactly `expected` (unpacked into `<tmp>/unpacked`).
-    fn assert_bundle(&self, expected: &ExpectedBundle, out: &Captured) {
-        let problems = check_bundle(&self.path("bundle"), expected, &self.path("unpacked"));
-        assert_no_problems(&problems, out);
-    }
-}
-
-fn tail(text: &str, lines: usize) -> String {
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
-}
-
-fn assert_no_problems(problems: &[String], out: &Captured) {
-    assert!(
-        problems.is_empty(),
-        "{} problem(s) in the bundle:\n  {}\n\n{}",
-        problems.len(),
-        problems.join("\n  "),
-        out.transcript()
-    );
-}
 
 /// Per package: resolved versions, image count and VEX count of an expected bundle
 /// (what SPEC §8's summary reports for a package archive).

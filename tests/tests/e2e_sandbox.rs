@@ -12,15 +12,7 @@ use tests::process::{self, Captured};
 
 fn hostile(name: &str) -> Artifacts {
     let host = artifacts::locate_host().unwrap_or_else(|e| panic!("{e:#}"));
-    let plugin = artifacts::target_dir()
-        .join("wasm32-wasip2")
-        .join("release")
-        .join(name);
-    assert!(
-        plugin.is_file(),
-        "{} is missing: run `bash tests/build.sh`",
-        plugin.display()
-    );
+    let plugin = artifacts::wasm_component(name).unwrap_or_else(|e| panic!("{e:#}"));
     Artifacts { host, plugin }
 }
 

@@ -11,6 +11,7 @@ use sha2::{Digest, Sha256};
 
 use super::error::{self, RegError};
 use super::{Client, valid_digest};
+use crate::events::Transfer;
 use crate::fs::{Confined, FsError};
 use crate::layer;
 
@@ -74,12 +75,18 @@ impl Client {
         let tmp = fs.resolve(&tmp_guest).map_err(|e| fs_failure(&e, &what))?;
         fs.temps().note_create(&tmp_guest);
 
+        self.events.transfer(Transfer::Started { size: fetch.size });
         let mut attempt = 1;
         let result = loop {
-            match self.download(&full, fetch, &tmp, &what).await {
+            let mut received = 0;
+            match self
+                .download(&full, fetch, &tmp, &what, &mut received)
+                .await
+            {
                 Ok(()) => break Ok(()),
                 Err(Failure::Transient(e)) if attempt < self.config.retry.attempts => {
                     attempt += 1;
+                    self.events.transfer(Transfer::Discarded(received));
                     self.debug_retry(&e);
                     let delay = self.config.retry.base_delay;
                     if let Err(cancelled) = self.cancellable(tokio::time::sleep(delay)).await {
@@ -96,6 +103,8 @@ impl Client {
         if result.is_err() {
             let _ = std::fs::remove_file(&tmp);
         }
+        self.events
+            .transfer(Transfer::Finished { ok: result.is_ok() });
         result
     }
 
@@ -105,6 +114,7 @@ impl Client {
         fetch: &BlobFetch,
         tmp: &Path,
         what: &str,
+        received: &mut u64,
     ) -> Result<(), Failure> {
         let mut resp = self
             .blob_response(full, &fetch.digest, what)
@@ -125,7 +135,6 @@ impl Client {
         // which is cheaper than a hop to tokio's blocking pool per chunk.
         let mut out = BufWriter::with_capacity(1024 * 1024, file);
         let mut hasher = Sha256::new();
-        let mut received: u64 = 0;
         loop {
             let chunk = self
                 .cancellable(resp.chunk())
@@ -138,8 +147,9 @@ impl Client {
                     ))
                 })?;
             let Some(chunk) = chunk else { break };
-            received += chunk.len() as u64;
-            if received > fetch.size {
+            *received += chunk.len() as u64;
+            self.events.transfer(Transfer::Received(chunk.len() as u64));
+            if *received > fetch.size {
                 return Err(Failure::Final(RegError::integrity(format!(
                     "{what}: the registry sent more than the expected {} bytes",
                     fetch.size
@@ -149,7 +159,7 @@ impl Client {
             out.write_all(&chunk).map_err(io_failure)?;
         }
         out.flush().map_err(io_failure)?;
-        if received != fetch.size {
+        if *received != fetch.size {
             return Err(Failure::Final(RegError::integrity(format!(
                 "{what}: received {received} bytes, expected {}",
                 fetch.size

@@ -9,14 +9,17 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use tests::artifacts;
 use tests::bundle;
+use tests::fixture::Fixture;
 use tests::oci::Client;
 use tests::process;
 use tests::pull::pull_command;
 use tests::registry::Registry;
+use tests::slowproxy::SlowProxy;
 
 fn main() -> ExitCode {
     match run() {
@@ -65,6 +68,7 @@ fn run() -> Result<ExitCode> {
              Starts a throwaway docker-registry on 127.0.0.1, seeds it with the test\n\
              package tree, runs `host run plugin.wasm pull` into BUNDLE_DIR (default\n\
              ./demo-bundle, removed first) and lists the bundle.\n\
+             DEMO_SLOW_MS=N slows every registry answer down by N ms per chunk.\n\
              Build the artifacts first: bash tests/build.sh"
         );
         return Ok(ExitCode::SUCCESS);
@@ -85,7 +89,7 @@ fn run() -> Result<ExitCode> {
         "registry: docker-registry listening on {}",
         registry.base_url()
     );
-    let fixture = tests::fixture::Fixture::new(&registry.host());
+    let fixture = Fixture::new(&registry.host());
     fixture
         .seed(&Client::new(&registry.base_url()))
         .with_context(|| format!("seeding the registry; its log:\n{}", registry.log()))?;
@@ -96,7 +100,22 @@ fn run() -> Result<ExitCode> {
         fixture.package_names.join(", ")
     );
 
-    let mut cmd = pull_command(&art, &fixture.root, &bundle_dir, &[]);
+    // DEMO_SLOW_MS=N: pull through a proxy that delays every chunk N ms, so
+    // the progress display can be watched (and captured) mid-pull.
+    let slow = std::env::var("DEMO_SLOW_MS")
+        .ok()
+        .and_then(|ms| ms.parse::<u64>().ok())
+        .filter(|ms| *ms > 0)
+        .map(|ms| {
+            let upstream = format!("127.0.0.1:{}", registry.port()).parse()?;
+            SlowProxy::start(upstream, Duration::from_millis(ms))
+        })
+        .transpose()?;
+    let source = match &slow {
+        Some(proxy) => Fixture::new(&format!("127.0.0.1:{}", proxy.port())).root,
+        None => fixture.root.clone(),
+    };
+    let mut cmd = pull_command(&art, &source, &bundle_dir, &[]);
     println!("\n$ {}\n", process::describe(&cmd));
     let status = cmd
         .status()
