@@ -17,6 +17,8 @@ pub mod registry;
 pub mod schema;
 pub mod second_host;
 pub mod slowproxy;
+pub mod tls;
+pub mod tunnel;
 
 use anyhow::{Context, Result};
 
@@ -34,12 +36,35 @@ pub fn seeded_registry_with_auth() -> Result<(registry::Registry, fixture::Fixtu
     )
 }
 
+/// A registry serving HTTPS with a certificate from a fresh test CA and
+/// requiring basic auth, seeded over HTTPS with the test credentials.
+pub fn seeded_https_registry_with_auth()
+-> Result<(registry::Registry, fixture::Fixture, tls::TestCa)> {
+    let ca = tls::TestCa::generate()?;
+    let registry = registry::Registry::start_https_with_test_auth(&ca)?;
+    let client = oci::Client::with_ca(&registry.base_url(), &ca.ca_pem())?;
+    let (registry, fixture) = seed_with(
+        registry,
+        client,
+        Some((registry::TEST_USER, registry::TEST_PASSWORD)),
+    )?;
+    Ok((registry, fixture, ca))
+}
+
 fn seed(
     registry: registry::Registry,
     auth: Option<(&str, &str)>,
 ) -> Result<(registry::Registry, fixture::Fixture)> {
+    let client = oci::Client::new(&registry.base_url());
+    seed_with(registry, client, auth)
+}
+
+fn seed_with(
+    registry: registry::Registry,
+    mut client: oci::Client,
+    auth: Option<(&str, &str)>,
+) -> Result<(registry::Registry, fixture::Fixture)> {
     let fixture = fixture::Fixture::new(&registry.host());
-    let mut client = oci::Client::new(&registry.base_url());
     if let Some((user, password)) = auth {
         client = client.with_basic_auth(user, password);
     }

@@ -304,7 +304,8 @@ impl Artifact {
     }
 }
 
-/// A blocking client for the test registry (plain HTTP on 127.0.0.1).
+/// A blocking client for the test registry on 127.0.0.1 (plain HTTP, or
+/// HTTPS with a test CA).
 pub struct Client {
     base: String,
     agent: ureq::Agent,
@@ -325,11 +326,31 @@ impl Client {
     /// A client for `base` (`http://127.0.0.1:PORT`). Proxies from the
     /// environment are ignored: the registry is on loopback.
     pub fn new(base: &str) -> Client {
+        Self::with_tls(base, ureq::tls::TlsConfig::default())
+    }
+
+    /// A client for an HTTPS `base` whose certificate is signed by the CA in
+    /// the PEM file `ca_pem` (that CA alone is trusted).
+    pub fn with_ca(base: &str, ca_pem: &std::path::Path) -> Result<Client> {
+        let pem = std::fs::read(ca_pem).with_context(|| format!("reading {}", ca_pem.display()))?;
+        let ca = ureq::tls::Certificate::from_pem(&pem)
+            .with_context(|| format!("{}: not a PEM certificate", ca_pem.display()))?;
+        let tls = ureq::tls::TlsConfig::builder()
+            .root_certs(ureq::tls::RootCerts::new_with_certs(&[ca]))
+            .unversioned_rustls_crypto_provider(std::sync::Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .build();
+        Ok(Self::with_tls(base, tls))
+    }
+
+    fn with_tls(base: &str, tls: ureq::tls::TlsConfig) -> Client {
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .proxy(None)
             .max_redirects(0)
             .timeout_global(Some(Duration::from_secs(60)))
+            .tls_config(tls)
             .build()
             .into();
         Client {

@@ -15,14 +15,26 @@ pub const PULL_TIMEOUT: Duration = Duration::from_secs(300);
 /// `host run <plugin> pull --insecure --source <source> <extra...> <bundle>`,
 /// with proxy variables removed (the registry is on loopback).
 pub fn pull_command(artifacts: &Artifacts, source: &str, bundle: &Path, extra: &[&str]) -> Command {
+    let mut args = vec!["--insecure"];
+    args.extend_from_slice(extra);
+    https_pull_command(artifacts, source, bundle, &args)
+}
+
+/// `host run <plugin> pull --source <source> <extra...> <bundle>`: HTTPS,
+/// proxy variables removed.
+pub fn https_pull_command(
+    artifacts: &Artifacts,
+    source: &str,
+    bundle: &Path,
+    extra: &[&str],
+) -> Command {
     let mut cmd = process::command(&artifacts.host);
     cmd.arg("run")
         .arg(&artifacts.plugin)
         .arg("pull")
-        .arg("--insecure")
+        .args(extra)
         .arg("--source")
         .arg(source)
-        .args(extra)
         .arg(bundle);
     cmd
 }

@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
+use crate::tls::TestCa;
+
 /// Where Debian installs the registry binary; `DOCKER_REGISTRY_BIN` overrides.
 pub const DEFAULT_REGISTRY_BIN: &str = "/usr/bin/docker-registry";
 
@@ -34,19 +36,27 @@ pub struct Registry {
     port: u16,
     dir: Option<tempfile::TempDir>,
     log_path: PathBuf,
+    /// Serving HTTPS (`http.tls`) instead of plain HTTP.
+    https: bool,
 }
 
 impl Registry {
     /// Start a registry with no authentication.
     pub fn start() -> Result<Registry> {
-        Self::start_with(None)
+        Self::start_with(None, None)
     }
 
     /// Start a registry that requires HTTP basic auth for every request.
     /// `htpasswd` is the content of an htpasswd file with bcrypt entries
     /// (`user:$2y$...`), as distribution accepts.
     pub fn start_with_htpasswd(htpasswd: &str) -> Result<Registry> {
-        Self::start_with(Some(htpasswd))
+        Self::start_with(Some(htpasswd), None)
+    }
+
+    /// Start a registry serving HTTPS with `ca`'s server certificate and
+    /// requiring basic auth for [`TEST_USER`] / [`TEST_PASSWORD`].
+    pub fn start_https_with_test_auth(ca: &TestCa) -> Result<Registry> {
+        Self::start_with(Some(TEST_HTPASSWD), Some(ca))
     }
 
     /// Start a registry with basic auth for [`TEST_USER`] / [`TEST_PASSWORD`].
@@ -54,7 +64,7 @@ impl Registry {
         Self::start_with_htpasswd(TEST_HTPASSWD)
     }
 
-    fn start_with(htpasswd: Option<&str>) -> Result<Registry> {
+    fn start_with(htpasswd: Option<&str>, tls: Option<&TestCa>) -> Result<Registry> {
         let bin = std::env::var_os("DOCKER_REGISTRY_BIN")
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from(DEFAULT_REGISTRY_BIN));
@@ -88,13 +98,21 @@ impl Registry {
             }
             None => String::new(),
         };
+        let tls_config = match tls {
+            Some(ca) => format!(
+                "  tls:\n    certificate: {}\n    key: {}\n",
+                ca.server_cert().display(),
+                ca.server_key().display()
+            ),
+            None => String::new(),
+        };
         let config = format!(
             "version: 0.1\n\
              log:\n  level: info\n  formatter: text\n  accesslog:\n    disabled: true\n\
              storage:\n  filesystem:\n    rootdirectory: {storage}\n  delete:\n    enabled: true\n  \
              maintenance:\n    uploadpurging:\n      enabled: false\n\
              http:\n  addr: 127.0.0.1:0\n  secret: packages-mirror-tests\n\
-             {auth}",
+             {tls_config}{auth}",
             storage = storage.display()
         );
         let config_path = dir.path().join("config.yml");
@@ -116,6 +134,7 @@ impl Registry {
             port: 0,
             dir: Some(dir),
             log_path,
+            https: tls.is_some(),
         };
         registry.port = registry.wait_for_port(&out_path)?;
         Ok(registry)
@@ -160,9 +179,10 @@ impl Registry {
         format!("127.0.0.1:{}", self.port)
     }
 
-    /// `http://127.0.0.1:PORT`.
+    /// `http://127.0.0.1:PORT` (`https://` when serving HTTPS).
     pub fn base_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        let scheme = if self.https { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
     /// The registry's log so far (for failure messages).

@@ -119,18 +119,32 @@ fn parse_params(text: &str) -> HashMap<String, String> {
     params
 }
 
-/// The token from a token server's JSON answer (`token` or `access_token`).
-pub fn parse_token_response(body: &[u8]) -> Option<String> {
+/// What a token server handed out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenAnswer {
+    pub token: String,
+    /// Seconds the token stays valid, when the server says.
+    pub expires_in: Option<u64>,
+}
+
+/// The token from a token server's JSON answer (`token` or `access_token`)
+/// and its `expires_in`.
+pub fn parse_token_response(body: &[u8]) -> Option<TokenAnswer> {
     #[derive(serde::Deserialize)]
     struct Answer {
         token: Option<String>,
         access_token: Option<String>,
+        expires_in: Option<u64>,
     }
     let answer: Answer = serde_json::from_slice(body).ok()?;
-    answer
+    let token = answer
         .token
         .filter(|t| !t.is_empty())
-        .or(answer.access_token.filter(|t| !t.is_empty()))
+        .or(answer.access_token.filter(|t| !t.is_empty()))?;
+    Some(TokenAnswer {
+        token,
+        expires_in: answer.expires_in.filter(|s| *s > 0),
+    })
 }
 
 #[cfg(test)]
@@ -185,17 +199,23 @@ mod tests {
 
     #[test]
     fn token_answers() {
+        let answer = |token: &str, expires_in: Option<u64>| {
+            Some(TokenAnswer {
+                token: token.into(),
+                expires_in,
+            })
+        };
         assert_eq!(
             parse_token_response(br#"{"token":"t1","expires_in":60}"#),
-            Some("t1".into())
+            answer("t1", Some(60))
         );
         assert_eq!(
             parse_token_response(br#"{"access_token":"t2"}"#),
-            Some("t2".into())
+            answer("t2", None)
         );
         assert_eq!(
-            parse_token_response(br#"{"token":"","access_token":"t3"}"#),
-            Some("t3".into())
+            parse_token_response(br#"{"token":"","access_token":"t3","expires_in":0}"#),
+            answer("t3", None)
         );
         assert_eq!(parse_token_response(b"nope"), None);
     }

@@ -1,15 +1,17 @@
 //! Blob transfers: `fetch-blobs` (straight into files, verified natively)
 //! and `read-layer-files` (a layer streamed through the shared scanner).
 
-use std::io::{self, BufWriter, Read, Write};
+use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::Path;
 use std::sync::Arc;
 
 use futures_util::StreamExt;
-use reqwest::{Method, Response};
+use reqwest::header::{CONTENT_RANGE, HeaderMap, HeaderValue, RANGE};
+use reqwest::{Method, Response, StatusCode};
 use sha2::{Digest, Sha256};
 
 use super::error::{self, RegError};
+use super::transport::{Failure, gave_up};
 use super::{Client, valid_digest};
 use crate::events::Transfer;
 use crate::fs::{Confined, FsError};
@@ -26,13 +28,6 @@ pub struct BlobFetch {
     pub size: u64,
     /// Guest path of the destination file.
     pub path: String,
-}
-
-/// How one download attempt ended badly.
-enum Failure {
-    /// Worth another try (the connection broke mid-body).
-    Transient(RegError),
-    Final(RegError),
 }
 
 impl Client {
@@ -76,26 +71,7 @@ impl Client {
         fs.temps().note_create(&tmp_guest);
 
         self.events.transfer(Transfer::Started { size: fetch.size });
-        let mut attempt = 1;
-        let result = loop {
-            let mut received = 0;
-            match self
-                .download(&full, fetch, &tmp, &what, &mut received)
-                .await
-            {
-                Ok(()) => break Ok(()),
-                Err(Failure::Transient(e)) if attempt < self.config.retry.attempts => {
-                    attempt += 1;
-                    self.events.transfer(Transfer::Discarded(received));
-                    self.debug_retry(&e);
-                    let delay = self.config.retry.base_delay;
-                    if let Err(cancelled) = self.cancellable(tokio::time::sleep(delay)).await {
-                        break Err(cancelled);
-                    }
-                }
-                Err(Failure::Transient(e) | Failure::Final(e)) => break Err(e),
-            }
-        };
+        let result = self.download(&full, fetch, &tmp, &what).await;
         let result = result.and_then(|()| {
             std::fs::rename(&tmp, &dest)
                 .map_err(|e| fs_failure(&crate::fs::io_error(&e, &fetch.path), &what))
@@ -108,33 +84,90 @@ impl Client {
         result
     }
 
+    /// Downloads into `tmp`, trying again after a broken connection or a
+    /// body cut short: from where it stopped (`Range`) when the registry
+    /// honours that, else from the start.
     async fn download(
         &self,
         full: &str,
         fetch: &BlobFetch,
         tmp: &Path,
         what: &str,
-        received: &mut u64,
-    ) -> Result<(), Failure> {
-        let mut resp = self
-            .blob_response(full, &fetch.digest, what)
-            .await
-            .map_err(Failure::Final)?;
-        if let Some(len) = resp.content_length()
-            && len != fetch.size
-        {
-            return Err(Failure::Final(RegError::integrity(format!(
-                "{what}: the registry announced {len} bytes, expected {}",
-                fetch.size
-            ))));
+    ) -> Result<(), RegError> {
+        let file = create_file(tmp)
+            .map_err(|e| fs_failure(&crate::fs::io_error(&e, &fetch.path), what))?;
+        let mut partial = Partial {
+            // Plain buffered writes: they land in the page cache at memory
+            // speed, cheaper than a hop to tokio's blocking pool per chunk.
+            out: BufWriter::with_capacity(1024 * 1024, file),
+            hasher: Sha256::new(),
+            received: 0,
+        };
+        let mut attempt = 1;
+        loop {
+            match self.download_rest(full, fetch, &mut partial, what).await {
+                Ok(()) => break,
+                Err(Failure::Transient(e)) if attempt < self.config.retry.attempts => {
+                    self.pause_before_retry(&e, attempt).await?;
+                    attempt += 1;
+                }
+                Err(Failure::Transient(e)) => return Err(gave_up(e, attempt)),
+                Err(Failure::Final(e)) => return Err(e),
+            }
         }
+        let digest = format!("sha256:{}", hex::encode(partial.hasher.finalize()));
+        if digest != fetch.digest {
+            return Err(RegError::integrity(format!(
+                "{what}: the bytes hash to {digest}"
+            )));
+        }
+        Ok(())
+    }
+
+    /// One request for the bytes of the blob not yet in `partial`.
+    async fn download_rest(
+        &self,
+        full: &str,
+        fetch: &BlobFetch,
+        partial: &mut Partial,
+        what: &str,
+    ) -> Result<(), Failure> {
         let io_failure =
             |e: io::Error| Failure::Final(fs_failure(&crate::fs::io_error(&e, &fetch.path), what));
-        let file = create_file(tmp).map_err(io_failure)?;
-        // Plain buffered writes: they land in the page cache at memory speed,
-        // which is cheaper than a hop to tokio's blocking pool per chunk.
-        let mut out = BufWriter::with_capacity(1024 * 1024, file);
-        let mut hasher = Sha256::new();
+        let from = partial.received;
+        let mut resp = self
+            .blob_response(full, &fetch.digest, from, what)
+            .await
+            .map_err(Failure::Final)?;
+        if resp.status() == StatusCode::PARTIAL_CONTENT {
+            let range = resp
+                .headers()
+                .get(CONTENT_RANGE)
+                .and_then(|v| v.to_str().ok());
+            if from == 0 || !range_starts_at(range, from, fetch.size) {
+                return Err(Failure::Final(RegError::integrity(format!(
+                    "{what}: asked for bytes {from}- of {}, the registry sent {}",
+                    fetch.size,
+                    crate::events::sanitize(
+                        range.unwrap_or("a partial answer without Content-Range")
+                    )
+                ))));
+            }
+            self.debug(format_args!("{what}: resuming at byte {from}"));
+        } else if from > 0 {
+            // The registry ignored `Range` and sends the whole blob again.
+            self.debug(format_args!("{what}: no range support, starting over"));
+            self.events.transfer(Transfer::Discarded(partial.received));
+            partial.restart().map_err(io_failure)?;
+        }
+        let expected = fetch.size - partial.received;
+        if let Some(len) = resp.content_length()
+            && len != expected
+        {
+            return Err(Failure::Final(RegError::integrity(format!(
+                "{what}: the registry announced {len} bytes, expected {expected}",
+            ))));
+        }
         loop {
             let chunk = self
                 .cancellable(resp.chunk())
@@ -143,46 +176,50 @@ impl Client {
                 .map_err(|e| {
                     Failure::Transient(RegError::transport(
                         &e,
-                        &format!("{what}: transfer interrupted"),
+                        &format!(
+                            "{what}: transfer interrupted after {} of {} bytes",
+                            partial.received, fetch.size
+                        ),
                     ))
                 })?;
             let Some(chunk) = chunk else { break };
-            *received += chunk.len() as u64;
-            self.events.transfer(Transfer::Received(chunk.len() as u64));
-            if *received > fetch.size {
+            if partial.received + chunk.len() as u64 > fetch.size {
                 return Err(Failure::Final(RegError::integrity(format!(
                     "{what}: the registry sent more than the expected {} bytes",
                     fetch.size
                 ))));
             }
-            hasher.update(&chunk);
-            out.write_all(&chunk).map_err(io_failure)?;
+            partial.append(&chunk).map_err(io_failure)?;
+            self.events.transfer(Transfer::Received(chunk.len() as u64));
         }
-        out.flush().map_err(io_failure)?;
-        if *received != fetch.size {
-            return Err(Failure::Final(RegError::integrity(format!(
-                "{what}: received {received} bytes, expected {}",
-                fetch.size
-            ))));
-        }
-        let digest = format!("sha256:{}", hex::encode(hasher.finalize()));
-        if digest != fetch.digest {
-            return Err(Failure::Final(RegError::integrity(format!(
-                "{what}: the bytes hash to {digest}"
+        partial.out.flush().map_err(io_failure)?;
+        if partial.received != fetch.size {
+            // A body without a length that ended early: cut short.
+            return Err(Failure::Transient(RegError::integrity(format!(
+                "{what}: the body ended after {} of {} bytes",
+                partial.received, fetch.size
             ))));
         }
         Ok(())
     }
 
-    /// `GET /v2/<repo>/blobs/<digest>`, redirects followed, status checked.
+    /// `GET /v2/<repo>/blobs/<digest>` (from byte `from` on, with `Range`,
+    /// when it is not 0), redirects followed, status checked.
     async fn blob_response(
         &self,
         full: &str,
         digest: &str,
+        from: u64,
         what: &str,
     ) -> Result<Response, RegError> {
         let url = self.url(&format!("{full}/blobs/{digest}"))?;
-        let resp = self.send(Method::GET, &url, None, full).await?;
+        let mut headers = HeaderMap::new();
+        if from > 0 {
+            let range = HeaderValue::from_str(&format!("bytes={from}-"))
+                .expect("a range of digits is a valid header value");
+            headers.insert(RANGE, range);
+        }
+        let resp = self.send(Method::GET, &url, &headers, full, what).await?;
         if !resp.status().is_success() {
             return Err(self.failure(resp, what).await);
         }
@@ -207,7 +244,7 @@ impl Client {
             )));
         }
         let what = format!("layer {digest} of {}", self.display_repo(&full));
-        let resp = runtime.block_on(self.blob_response(&full, digest, &what))?;
+        let resp = runtime.block_on(self.blob_response(&full, digest, 0, &what))?;
         let body = BodyReader {
             client: self,
             runtime,
@@ -225,10 +262,45 @@ impl Client {
             layer::ScanError::Io(e) => RegError::other(format!("{what}: {e}")),
         })
     }
+}
 
-    fn debug_retry(&self, e: &RegError) {
-        self.debug(format_args!("retrying: {e}"));
+/// What has arrived of a blob: the file so far, its running hash and size.
+struct Partial {
+    out: BufWriter<std::fs::File>,
+    hasher: Sha256,
+    received: u64,
+}
+
+impl Partial {
+    fn append(&mut self, chunk: &[u8]) -> io::Result<()> {
+        self.out.write_all(chunk)?;
+        self.hasher.update(chunk);
+        self.received += chunk.len() as u64;
+        Ok(())
     }
+
+    /// Forgets everything received: an empty file, a fresh hash.
+    fn restart(&mut self) -> io::Result<()> {
+        self.out.seek(SeekFrom::Start(0))?;
+        self.out.get_ref().set_len(0)?;
+        self.hasher = Sha256::new();
+        self.received = 0;
+        Ok(())
+    }
+}
+
+/// True when `Content-Range` is `bytes <from>-<size-1>/<size or *>`.
+fn range_starts_at(content_range: Option<&str>, from: u64, size: u64) -> bool {
+    let Some(spec) = content_range.and_then(|v| v.trim().strip_prefix("bytes ")) else {
+        return false;
+    };
+    let Some((span, total)) = spec.split_once('/') else {
+        return false;
+    };
+    let total_ok = total == "*" || total.parse::<u64>() == Ok(size);
+    span.split_once('-').is_some_and(|(first, last)| {
+        first.parse::<u64>() == Ok(from) && last.parse::<u64>() == Ok(size - 1)
+    }) && total_ok
 }
 
 /// A response body as a blocking reader, for the tar scanner.

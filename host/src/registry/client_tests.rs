@@ -34,6 +34,8 @@ struct Answer {
     body: Vec<u8>,
     /// How long the server waits before answering.
     delay: Duration,
+    /// Reset the connection (RST) instead of answering.
+    reset: bool,
 }
 
 fn answer(status: u16, body: &[u8]) -> Answer {
@@ -42,7 +44,21 @@ fn answer(status: u16, body: &[u8]) -> Answer {
         headers: vec![],
         body: body.to_vec(),
         delay: Duration::ZERO,
+        reset: false,
     }
+}
+
+fn reset() -> Answer {
+    Answer {
+        reset: true,
+        ..answer(0, b"")
+    }
+}
+
+/// A 200 that announces all of `body` but sends only its first `cut` bytes
+/// before closing the connection.
+fn cut_short(body: &[u8], cut: usize) -> Answer {
+    answer(200, &body[..cut]).header("Content-Length", &body.len().to_string())
 }
 
 impl Answer {
@@ -106,6 +122,10 @@ impl Server {
                     log.lock().unwrap().push(req.clone());
                     let a = handler(&req);
                     tokio::time::sleep(a.delay).await;
+                    if a.reset {
+                        let _ = sock.set_zero_linger();
+                        return;
+                    }
                     let mut head = format!("HTTP/1.1 {} X\r\nConnection: close\r\n", a.status);
                     if !a
                         .headers
@@ -762,4 +782,195 @@ async fn tls_ca_file_is_trusted_besides_the_system_roots() {
     assert!(e.contains("--tls-ca-file"), "{e}");
     let e = tls_client(server.port, Some(dir.path().join("missing.pem"))).unwrap_err();
     assert!(e.contains("--tls-ca-file"), "{e}");
+}
+
+/// A blob of `len` bytes that are not all alike.
+fn pattern(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i % 251) as u8).collect()
+}
+
+fn one_blob(blob: &[u8], path: &str) -> BlobFetch {
+    BlobFetch {
+        repo: "a".into(),
+        digest: sha(blob),
+        size: blob.len() as u64,
+        path: path.into(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_blob_resumes_with_range() {
+    let blob = pattern(100_000);
+    let b = blob.clone();
+    let server = Server::start(move |req| match req.headers.get("range") {
+        None => cut_short(&b, 30_000),
+        Some(range) if range == "bytes=30000-" => answer(206, &b[30_000..])
+            .header("Content-Range", &format!("bytes 30000-99999/{}", b.len())),
+        Some(other) => answer(416, other.as_bytes()),
+    })
+    .await;
+    let dir = TempDir::new("resume");
+    let fs = bundle(&dir);
+    let (client, _) = client_for(&server, None);
+    let got = client
+        .fetch_blobs(&fs, vec![one_blob(&blob, "w.tmp/blob")])
+        .await;
+    assert_eq!(got[0], Ok(()));
+    assert_eq!(std::fs::read(fs.root().join("w.tmp/blob")).unwrap(), blob);
+    let ranges: Vec<_> = server
+        .seen()
+        .iter()
+        .map(|s| s.headers.get("range").cloned())
+        .collect();
+    assert_eq!(ranges, vec![None, Some("bytes=30000-".to_owned())]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registry_that_ignores_range_sends_the_blob_again_from_the_start() {
+    let blob = pattern(100_000);
+    let b = blob.clone();
+    let server = Server::start(move |req| {
+        if req.headers.contains_key("range") {
+            answer(200, &b)
+        } else {
+            cut_short(&b, 30_000)
+        }
+    })
+    .await;
+    let dir = TempDir::new("norange");
+    let fs = bundle(&dir);
+    let (client, _) = client_for(&server, None);
+    let got = client
+        .fetch_blobs(&fs, vec![one_blob(&blob, "w.tmp/blob")])
+        .await;
+    assert_eq!(got[0], Ok(()));
+    assert_eq!(std::fs::read(fs.root().join("w.tmp/blob")).unwrap(), blob);
+    assert_eq!(server.seen().len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resets_and_truncated_bodies_are_retried_a_bounded_number_of_times() {
+    let blob = pattern(50_000);
+    let manifest =
+        br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json"}"#.to_vec();
+    let count: Arc<Mutex<HashMap<String, usize>>> = Default::default();
+    let (c, b, m) = (Arc::clone(&count), blob.clone(), manifest.clone());
+    let server = Server::start(move |req| {
+        let path = req.target.split('?').next().unwrap().to_owned();
+        let n = {
+            let mut count = c.lock().unwrap();
+            let n = count.entry(path.clone()).or_default();
+            *n += 1;
+            *n
+        };
+        match path.as_str() {
+            // Recover: the first try of each fails.
+            "/v2/root/flaky/tags/list" if n == 1 => reset(),
+            "/v2/root/flaky/tags/list" => answer(200, br#"{"tags":["ok"]}"#),
+            "/v2/root/flaky/manifests/v1" if n == 1 => cut_short(&m, 10),
+            "/v2/root/flaky/manifests/v1" => answer(200, &m).header("Content-Type", OCI_MANIFEST),
+            p if p.starts_with("/v2/root/flaky/blobs/") && n == 1 => reset(),
+            p if p.starts_with("/v2/root/flaky/blobs/") => answer(200, &b),
+            // Never recover.
+            "/v2/root/down/tags/list" => reset(),
+            p if p.starts_with("/v2/root/down/blobs/") => cut_short(&b, 20_000),
+            _ => answer(404, b""),
+        }
+    })
+    .await;
+    let (client, _) = client_for(&server, None);
+    let dir = TempDir::new("flaky");
+    let fs = bundle(&dir);
+
+    assert_eq!(client.list_tags("flaky", None).await.unwrap(), vec!["ok"]);
+    let got = client
+        .fetch_manifests(&[ImageRef {
+            repo: "flaky".into(),
+            reference: "v1".into(),
+        }])
+        .await;
+    assert_eq!(got[0].as_ref().unwrap().body, manifest);
+    let mut fetch = one_blob(&blob, "w.tmp/flaky");
+    fetch.repo = "flaky".into();
+    assert_eq!(client.fetch_blobs(&fs, vec![fetch]).await[0], Ok(()));
+    assert_eq!(std::fs::read(fs.root().join("w.tmp/flaky")).unwrap(), blob);
+
+    // Bounded: three tries (the policy of `client_for`), then an error that
+    // names what was fetched and the last cause.
+    let e = client.list_tags("down", None).await.unwrap_err();
+    assert!(e.message.starts_with("listing tags of "), "{e}");
+    assert!(e.message.ends_with("(gave up after 3 tries)"), "{e}");
+    let mut fetch = one_blob(&blob, "w.tmp/down");
+    fetch.repo = "down".into();
+    let e = client.fetch_blobs(&fs, vec![fetch]).await[0]
+        .clone()
+        .unwrap_err();
+    let want = format!(
+        "blob {} of {}/root/down: transfer interrupted after 20000 of 50000 bytes",
+        sha(&blob),
+        server.host()
+    );
+    assert!(e.message.starts_with(&want), "{e}");
+    assert!(e.message.ends_with("(gave up after 3 tries)"), "{e}");
+    let count = count.lock().unwrap();
+    assert_eq!(count["/v2/root/down/tags/list"], 3, "{count:?}");
+    let blob_path = format!("/v2/root/down/blobs/{}", sha(&blob));
+    assert_eq!(count[&blob_path], 3, "{count:?}");
+    assert!(!fs.root().join("w.tmp/down").exists());
+    assert!(!fs.root().join("w.tmp/down.download.tmp").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_are_renewed_before_they_expire_and_after_a_refusal() {
+    // The server hands out T1, T2, … valid for one second and accepts only
+    // the newest; `revoked` makes it refuse that one too, once.
+    struct State {
+        issued: usize,
+        revoked: bool,
+        challenges: usize,
+    }
+    let state = Arc::new(Mutex::new(State {
+        issued: 0,
+        revoked: false,
+        challenges: 0,
+    }));
+    let realm: Arc<Mutex<String>> = Default::default();
+    let (st, r) = (Arc::clone(&state), Arc::clone(&realm));
+    let server = Server::start(move |req| {
+        let mut st = st.lock().unwrap();
+        if req.target.starts_with("/token") {
+            st.issued += 1;
+            st.revoked = false;
+            let body = format!(r#"{{"token":"T{}","expires_in":1}}"#, st.issued);
+            return answer(200, body.as_bytes());
+        }
+        let newest = format!("Bearer T{}", st.issued);
+        if st.revoked || req.headers.get("authorization") != Some(&newest) {
+            st.challenges += 1;
+            let realm = r.lock().unwrap().clone();
+            return answer(401, b"")
+                .header("WWW-Authenticate", &format!("Bearer realm=\"{realm}\""));
+        }
+        answer(200, br#"{"tags":["a"]}"#)
+    })
+    .await;
+    *realm.lock().unwrap() = format!("http://{}/token", server.host());
+    let (client, _) = client_for(&server, None);
+    let counts = || {
+        let st = state.lock().unwrap();
+        (st.issued, st.challenges)
+    };
+
+    client.list_tags("a", None).await.unwrap();
+    assert_eq!(counts(), (1, 1));
+    client.list_tags("a", None).await.unwrap();
+    assert_eq!(counts(), (1, 1), "a fresh token is reused");
+    // Past its expiry (less the margin) a new one is asked for up front.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    client.list_tags("a", None).await.unwrap();
+    assert_eq!(counts(), (2, 1), "the expired token was not renewed first");
+    // A token the registry stops accepting is replaced after the 401.
+    state.lock().unwrap().revoked = true;
+    client.list_tags("a", None).await.unwrap();
+    assert_eq!(counts(), (3, 2));
 }

@@ -1,8 +1,8 @@
 //! `resolve` (HEAD, GET fallback) and `fetch-manifests` (GET and verify).
 
 use futures_util::StreamExt;
-use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderMap};
-use reqwest::{Method, Response, StatusCode};
+use reqwest::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE, HeaderMap, HeaderValue};
+use reqwest::{Method, StatusCode};
 use sha2::{Digest, Sha256};
 
 use super::error::{Kind, RegError};
@@ -69,7 +69,7 @@ impl Client {
         let (url, what) = self.manifest_url(r)?;
         let full = self.full_repo(&r.repo)?;
         let resp = self
-            .send(Method::HEAD, &url, Some(ACCEPT_MANIFESTS), &full)
+            .send(Method::HEAD, &url, &accept_manifests(), &full, &what)
             .await?;
         match resp.status() {
             StatusCode::NOT_FOUND => Ok(None),
@@ -102,14 +102,19 @@ impl Client {
     pub async fn fetch_manifest(&self, r: &ImageRef) -> Result<Manifest, RegError> {
         let (url, what) = self.manifest_url(r)?;
         let full = self.full_repo(&r.repo)?;
-        let resp = self
-            .send(Method::GET, &url, Some(ACCEPT_MANIFESTS), &full)
+        let answer = self
+            .fetch_small(
+                Method::GET,
+                &url,
+                &accept_manifests(),
+                &full,
+                &what,
+                MAX_MANIFEST_BYTES,
+            )
             .await?;
-        if !resp.status().is_success() {
-            return Err(self.failure(resp, &what).await);
-        }
-        let content_type = media_type_header(&resp);
-        let body = self.read_body(resp, MAX_MANIFEST_BYTES, &what).await?;
+        answer.error_unless_success(&what)?;
+        let content_type = media_type_header(&answer.headers);
+        let body = answer.body;
         let digest = format!("sha256:{}", hex::encode(Sha256::digest(&body)));
         check_digest(r, &digest, &what)?;
         let media_type = content_type
@@ -176,11 +181,18 @@ fn head_descriptor(headers: &HeaderMap) -> Option<Descriptor> {
     })
 }
 
-fn media_type_header(resp: &Response) -> Option<String> {
-    resp.headers()
+fn media_type_header(headers: &HeaderMap) -> Option<String> {
+    headers
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .map(bare_media_type)
+}
+
+/// `Accept` for manifest requests.
+fn accept_manifests() -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    headers.insert(ACCEPT, HeaderValue::from_static(ACCEPT_MANIFESTS));
+    headers
 }
 
 /// `application/json; charset=utf-8` → `application/json`.

@@ -71,13 +71,14 @@ impl Source {
     }
 }
 
-/// How often and how patiently transient failures (connection errors, 429,
-/// 5xx) are retried.
+/// How often and how patiently transient failures (connection errors and
+/// resets, bodies that break off, 429, 5xx) are retried.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryPolicy {
     /// Tries in total, the first included.
     pub attempts: u32,
-    /// Delay before the first retry; doubled for each further one.
+    /// Delay before the first retry; doubled for each further one, and
+    /// jittered (each delay is drawn from its upper half).
     pub base_delay: Duration,
     /// Upper bound of any delay, `Retry-After` included.
     pub max_delay: Duration,
@@ -135,6 +136,13 @@ struct TokenEndpoint {
     service: Option<String>,
 }
 
+/// A Bearer token and when to stop using it (a margin before its expiry).
+#[derive(Debug, Clone)]
+struct CachedToken {
+    token: String,
+    renew_at: std::time::Instant,
+}
+
 /// The registry client of one run.
 pub struct Client {
     http: reqwest::Client,
@@ -142,7 +150,8 @@ pub struct Client {
     scheme: &'static str,
     cancel: Cancel,
     events: Events,
-    tokens: std::sync::Mutex<HashMap<String, String>>,
+    /// Tokens per scope.
+    tokens: std::sync::Mutex<HashMap<String, CachedToken>>,
     endpoint: std::sync::Mutex<Option<TokenEndpoint>>,
     token_fetch: tokio::sync::Mutex<()>,
 }

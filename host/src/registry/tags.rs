@@ -3,13 +3,16 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
+use reqwest::header::HeaderMap;
 use reqwest::{Method, StatusCode};
 
 use super::Client;
-use super::error::{self, RegError};
+use super::error::RegError;
 
 /// Page size asked for; registries may return fewer and paginate.
 const PAGE_SIZE: u32 = 1000;
+/// A page of tags is JSON: bounded, generous.
+const MAX_PAGE_BYTES: usize = 16 * 1024 * 1024;
 /// A registry that paginates forever is broken; stop somewhere.
 const MAX_PAGES: usize = 10_000;
 
@@ -51,9 +54,17 @@ impl Client {
                     "{what}: more than {MAX_PAGES} pages"
                 )));
             }
-            let resp = self.send(Method::GET, &url, None, full).await?;
-            let status = resp.status();
-            if status == StatusCode::BAD_REQUEST && sized_request {
+            let answer = self
+                .fetch_small(
+                    Method::GET,
+                    &url,
+                    &HeaderMap::new(),
+                    full,
+                    &what,
+                    MAX_PAGE_BYTES,
+                )
+                .await?;
+            if answer.status == StatusCode::BAD_REQUEST && sized_request {
                 // Some registries refuse `n`; ask again with their default size.
                 sized_request = false;
                 url = first.clone();
@@ -61,23 +72,16 @@ impl Client {
                 continue;
             }
             sized_request = false;
-            let next = resp
-                .headers()
+            answer.error_unless_success(&what)?;
+            let next = answer
+                .headers
                 .get_all(reqwest::header::LINK)
                 .iter()
                 .filter_map(|v| v.to_str().ok())
                 .find_map(next_link);
-            let body = self.read_small_body(resp, &what).await?;
-            if !status.is_success() {
-                return Err(error::from_response(
-                    status.as_u16(),
-                    status.canonical_reason().unwrap_or(""),
-                    &body,
-                    &what,
-                ));
-            }
             tags.extend(
-                parse_tag_page(&body).map_err(|e| RegError::other(format!("{what}: {e}")))?,
+                parse_tag_page(&answer.body)
+                    .map_err(|e| RegError::other(format!("{what}: {e}")))?,
             );
             match next {
                 None => break,

@@ -1,20 +1,57 @@
 //! Sending one registry request: auth, retries, cancellation, bounded bodies.
 
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime};
 
 use base64::Engine as _;
-use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderMap, RETRY_AFTER, WWW_AUTHENTICATE};
+use reqwest::header::{AUTHORIZATION, HeaderMap, RETRY_AFTER, WWW_AUTHENTICATE};
 use reqwest::{Method, RequestBuilder, Response, StatusCode, Url};
 
 use super::auth::{self, Challenge};
 use super::error::{self, RegError};
-use super::{Client, TokenEndpoint};
+use super::{CachedToken, Client, RetryPolicy, TokenEndpoint};
 use crate::events::LogLevel;
 
 /// Error bodies are quoted, not stored: read at most this much of them.
 const ERROR_BODY_LIMIT: usize = 64 * 1024;
 /// Token server answers are small JSON documents.
 const TOKEN_BODY_LIMIT: usize = 1024 * 1024;
+/// A token's lifetime when the answer gives none (the distribution spec's
+/// default).
+const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(60);
+/// A token is renewed when this much of its lifetime (at most
+/// [`TOKEN_MARGIN_CAP`]) is left, so it never expires in flight.
+const TOKEN_MARGIN_DIVISOR: u32 = 5;
+const TOKEN_MARGIN_CAP: Duration = Duration::from_secs(30);
+
+/// How one attempt at a request ended badly.
+pub(super) enum Failure {
+    /// Worth another try: the connection broke or the body was cut short.
+    Transient(RegError),
+    Final(RegError),
+}
+
+/// A small answer read whole: status, headers and body (the start of it
+/// for an error).
+pub(super) struct Answer {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl Answer {
+    /// The answer as an error, unless it is a success.
+    pub fn error_unless_success(&self, what: &str) -> Result<(), RegError> {
+        if self.status.is_success() {
+            return Ok(());
+        }
+        Err(error::from_response(
+            self.status.as_u16(),
+            self.status.canonical_reason().unwrap_or(""),
+            &self.body,
+            what,
+        ))
+    }
+}
 
 impl Client {
     /// Sends a request for a resource of repository `full`, authenticating as
@@ -22,23 +59,25 @@ impl Client {
     /// scope, fetched once and cached) and retrying transient failures.
     /// Returns the final answer whatever its status; only transport failures,
     /// exhausted retries and cancellation are errors.
+    /// `what` names the request in errors (the image, blob or listing).
     pub(super) async fn send(
         &self,
         method: Method,
         url: &Url,
-        accept: Option<&str>,
+        headers: &HeaderMap,
         full: &str,
+        what: &str,
     ) -> Result<Response, RegError> {
         let scope = format!("repository:{full}:pull");
         let mut refreshed = false;
         loop {
             let auth = self.authorization(&scope).await?;
             let resp = self
-                .send_with_retries(|| {
-                    let mut req = self.http.request(method.clone(), url.clone());
-                    if let Some(accept) = accept {
-                        req = req.header(ACCEPT, accept);
-                    }
+                .send_with_retries(what, || {
+                    let mut req = self
+                        .http
+                        .request(method.clone(), url.clone())
+                        .headers(headers.clone());
                     if let Some(auth) = &auth {
                         req = req.header(AUTHORIZATION, auth);
                     }
@@ -76,7 +115,7 @@ impl Client {
     /// The `Authorization` value for `scope`, fetching a token first when the
     /// registry is known to want one.
     async fn authorization(&self, scope: &str) -> Result<Option<String>, RegError> {
-        if let Some(token) = self.lock_tokens().get(scope) {
+        if let Some(token) = self.cached_token(scope) {
             return Ok(Some(format!("Bearer {token}")));
         }
         let bearer = self.lock_endpoint().is_some();
@@ -102,8 +141,8 @@ impl Client {
     async fn fetch_token(&self, scope: &str, asked: Option<&str>) -> Result<String, RegError> {
         // One fetch at a time, so a batch of requests shares the token.
         let _guard = self.token_fetch.lock().await;
-        if let Some(token) = self.lock_tokens().get(scope) {
-            return Ok(token.clone());
+        if let Some(token) = self.cached_token(scope) {
+            return Ok(token);
         }
         let Some(endpoint) = self.lock_endpoint().clone() else {
             return Err(RegError::other(
@@ -120,8 +159,9 @@ impl Client {
         }
         let what = format!("getting a token from {}", endpoint.realm);
         let basic = self.basic_authorization();
+        let asked_at = Instant::now();
         let resp = self
-            .send_with_retries(|| {
+            .send_with_retries(&what, || {
                 let req = self.http.get(url.clone());
                 match &basic {
                     Some(b) => req.header(AUTHORIZATION, b),
@@ -139,10 +179,28 @@ impl Client {
                 &what,
             ));
         }
-        let token = auth::parse_token_response(&body)
+        let answer = auth::parse_token_response(&body)
             .ok_or_else(|| RegError::other(format!("{what}: the answer holds no token")))?;
-        self.lock_tokens().insert(scope.to_owned(), token.clone());
-        Ok(token)
+        let lifetime = answer
+            .expires_in
+            .map(Duration::from_secs)
+            .unwrap_or(DEFAULT_TOKEN_LIFETIME);
+        let margin = (lifetime / TOKEN_MARGIN_DIVISOR).min(TOKEN_MARGIN_CAP);
+        self.lock_tokens().insert(
+            scope.to_owned(),
+            CachedToken {
+                token: answer.token.clone(),
+                renew_at: asked_at + (lifetime - margin),
+            },
+        );
+        Ok(answer.token)
+    }
+
+    /// The cached token for `scope`, unless it is due for renewal.
+    fn cached_token(&self, scope: &str) -> Option<String> {
+        let tokens = self.lock_tokens();
+        let cached = tokens.get(scope)?;
+        (Instant::now() < cached.renew_at).then(|| cached.token.clone())
     }
 
     /// The token realm as a URL; refused when it would send credentials in the
@@ -163,9 +221,11 @@ impl Client {
     }
 
     /// Sends the request `build` makes, retrying connection errors, 429 and
-    /// 5xx with backoff (`Retry-After` honoured up to the policy's cap).
+    /// 5xx with jittered backoff (`Retry-After` honoured up to the policy's
+    /// cap). The final error names `what` and says how many tries it took.
     pub(super) async fn send_with_retries(
         &self,
+        what: &str,
         build: impl Fn() -> RequestBuilder,
     ) -> Result<Response, RegError> {
         let policy = self.config.retry;
@@ -192,7 +252,8 @@ impl Client {
                         None
                     }
                 }
-                Err(e) if e.is_builder() || e.is_redirect() => None,
+                // Asking again cannot fix a request or a certificate.
+                Err(e) if e.is_builder() || e.is_redirect() || is_certificate_error(e) => None,
                 Err(e) => {
                     self.debug(format_args!(
                         "{method} {url} failed: {}",
@@ -208,8 +269,12 @@ impl Client {
                     attempt += 1;
                 }
                 _ => {
-                    return outcome
-                        .map_err(|e| RegError::transport(&e, &format!("{method} {url}")));
+                    return outcome.map_err(|e| {
+                        gave_up(
+                            RegError::transport(&e, &format!("{what}: {method} {url}")),
+                            attempt,
+                        )
+                    });
                 }
             }
         }
@@ -224,29 +289,91 @@ impl Client {
         }
     }
 
-    /// Reads a body of at most `limit` bytes; a longer one is an integrity error.
-    pub(super) async fn read_body(
+    /// Sends a request and reads its answer whole: a success of at most
+    /// `limit` bytes (a longer one is an integrity error), else the start of
+    /// the error body. A body that breaks off is asked for again, with
+    /// backoff, up to the retry policy's count.
+    pub(super) async fn fetch_small(
+        &self,
+        method: Method,
+        url: &Url,
+        headers: &HeaderMap,
+        full: &str,
+        what: &str,
+        limit: usize,
+    ) -> Result<Answer, RegError> {
+        let mut attempt = 1;
+        loop {
+            let resp = self.send(method.clone(), url, headers, full, what).await?;
+            let (status, headers) = (resp.status(), resp.headers().clone());
+            let body = if status.is_success() {
+                self.read_body(resp, limit, what).await
+            } else {
+                Ok(self.read_error_body(resp).await?)
+            };
+            match body {
+                Ok(body) => {
+                    return Ok(Answer {
+                        status,
+                        headers,
+                        body,
+                    });
+                }
+                Err(Failure::Transient(e)) if attempt < self.config.retry.attempts => {
+                    self.pause_before_retry(&e, attempt).await?;
+                    attempt += 1;
+                }
+                Err(Failure::Transient(e)) => return Err(gave_up(e, attempt)),
+                Err(Failure::Final(e)) => return Err(e),
+            }
+        }
+    }
+
+    /// Waits the backoff after failed try number `attempt`.
+    pub(super) async fn pause_before_retry(
+        &self,
+        cause: &RegError,
+        attempt: u32,
+    ) -> Result<(), RegError> {
+        self.debug(format_args!("retrying: {cause}"));
+        self.cancellable(tokio::time::sleep(backoff(&self.config.retry, attempt)))
+            .await
+    }
+
+    /// Reads a body of at most `limit` bytes; a longer one is an integrity
+    /// error, one that breaks off a transient failure.
+    async fn read_body(
         &self,
         mut resp: Response,
         limit: usize,
         what: &str,
-    ) -> Result<Vec<u8>, RegError> {
-        let too_big = || RegError::integrity(format!("{what}: answer larger than {limit} bytes"));
+    ) -> Result<Vec<u8>, Failure> {
+        let too_big = || {
+            Failure::Final(RegError::integrity(format!(
+                "{what}: answer larger than {limit} bytes"
+            )))
+        };
         if resp.content_length().is_some_and(|len| len > limit as u64) {
             return Err(too_big());
         }
         let mut body = Vec::new();
-        while let Some(chunk) = self
-            .cancellable(resp.chunk())
-            .await?
-            .map_err(|e| RegError::transport(&e, what))?
-        {
-            if body.len() + chunk.len() > limit {
-                return Err(too_big());
+        loop {
+            let chunk = self
+                .cancellable(resp.chunk())
+                .await
+                .map_err(Failure::Final)?;
+            match chunk {
+                Ok(Some(chunk)) if body.len() + chunk.len() > limit => return Err(too_big()),
+                Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+                Ok(None) => return Ok(body),
+                Err(e) => {
+                    return Err(Failure::Transient(RegError::transport(
+                        &e,
+                        &format!("{what}: the answer broke off after {} bytes", body.len()),
+                    )));
+                }
             }
-            body.extend_from_slice(&chunk);
         }
-        Ok(body)
     }
 
     /// Reads the start of an error body, for quoting; never fails on size.
@@ -275,26 +402,15 @@ impl Client {
         }
     }
 
-    /// A page of JSON (tag lists): bounded, generous.
-    pub(super) async fn read_small_body(
-        &self,
-        resp: Response,
-        what: &str,
-    ) -> Result<Vec<u8>, RegError> {
-        if resp.status().is_success() {
-            self.read_body(resp, 16 * 1024 * 1024, what).await
-        } else {
-            self.read_error_body(resp).await
-        }
-    }
-
     pub(super) fn debug(&self, args: std::fmt::Arguments<'_>) {
         if self.events.enabled(LogLevel::Debug) {
             self.events.log(LogLevel::Debug, &args.to_string());
         }
     }
 
-    fn lock_tokens(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, String>> {
+    fn lock_tokens(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, CachedToken>> {
         self.tokens.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -303,19 +419,62 @@ impl Client {
     }
 }
 
-/// `Retry-After` in seconds (the HTTP-date form is rare from registries and
-/// falls back to our own backoff).
+/// `Retry-After` as seconds or as an HTTP date (a date in the past is no
+/// wait at all).
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
-    value.parse::<u64>().ok().map(Duration::from_secs)
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let when = httpdate::parse_http_date(value).ok()?;
+    Some(
+        when.duration_since(SystemTime::now())
+            .unwrap_or(Duration::ZERO),
+    )
 }
 
-fn backoff(policy: &super::RetryPolicy, attempt: u32) -> Duration {
-    let factor = 1u32 << (attempt - 1).min(16);
-    policy
+/// The wait after failed try number `attempt`: doubling from the base delay
+/// up to the cap, then drawn from the upper half of that ("equal jitter"),
+/// so transfers that failed together do not all retry at the same instant.
+pub(super) fn backoff(policy: &RetryPolicy, attempt: u32) -> Duration {
+    let factor = 1u32 << attempt.saturating_sub(1).min(16);
+    let full = policy
         .base_delay
         .saturating_mul(factor)
-        .min(policy.max_delay)
+        .min(policy.max_delay);
+    let half = full / 2;
+    half + (full - half).mul_f64(fastrand::f64())
+}
+
+/// True when the server's certificate was refused (rustls reports it inside
+/// the `io::Error` of the TLS handshake).
+fn is_certificate_error(e: &reqwest::Error) -> bool {
+    let refused = |e: &(dyn std::error::Error + 'static)| {
+        matches!(
+            e.downcast_ref::<rustls::Error>(),
+            Some(rustls::Error::InvalidCertificate(_))
+        )
+    };
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        let inner = s
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref());
+        if refused(s) || inner.is_some_and(|i| refused(i)) {
+            return true;
+        }
+        source = s.source();
+    }
+    false
+}
+
+/// `e` after `attempts` tries, saying so when there were several.
+pub(super) fn gave_up(mut e: RegError, attempts: u32) -> RegError {
+    if attempts > 1 {
+        e.message
+            .push_str(&format!(" (gave up after {attempts} tries)"));
+    }
+    e
 }
 
 #[cfg(test)]
@@ -323,26 +482,49 @@ mod tests {
     use super::*;
 
     #[test]
-    fn backoff_doubles_up_to_the_cap() {
-        let p = super::super::RetryPolicy {
+    fn backoff_doubles_up_to_the_cap_with_jitter() {
+        let p = RetryPolicy {
             attempts: 10,
             base_delay: Duration::from_millis(100),
             max_delay: Duration::from_millis(350),
         };
-        assert_eq!(backoff(&p, 1), Duration::from_millis(100));
-        assert_eq!(backoff(&p, 2), Duration::from_millis(200));
-        assert_eq!(backoff(&p, 3), Duration::from_millis(350));
+        let ms = |d: Duration| d.as_millis();
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..50 {
+            let (one, two, three) = (backoff(&p, 1), backoff(&p, 2), backoff(&p, 3));
+            assert!((50..=100).contains(&ms(one)), "{one:?}");
+            assert!((100..=200).contains(&ms(two)), "{two:?}");
+            assert!((175..=350).contains(&ms(three)), "{three:?}");
+            seen.insert(one);
+        }
+        assert!(seen.len() > 10, "the delays are not jittered: {seen:?}");
     }
 
     #[test]
-    fn reads_retry_after_seconds() {
+    fn reads_retry_after_seconds_and_dates() {
         let mut h = HeaderMap::new();
         h.insert(RETRY_AFTER, "3".parse().unwrap());
         assert_eq!(retry_after(&h), Some(Duration::from_secs(3)));
+        let soon = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(20));
+        h.insert(RETRY_AFTER, soon.parse().unwrap());
+        let wait = retry_after(&h).unwrap();
+        assert!(
+            wait > Duration::from_secs(17) && wait <= Duration::from_secs(20),
+            "{wait:?}"
+        );
         h.insert(
             RETRY_AFTER,
             "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap(),
         );
+        assert_eq!(retry_after(&h), Some(Duration::ZERO));
+        h.insert(RETRY_AFTER, "soon".parse().unwrap());
         assert_eq!(retry_after(&h), None);
+    }
+
+    #[test]
+    fn gave_up_counts_tries() {
+        let e = gave_up(RegError::other("x: reset"), 4);
+        assert_eq!(e.message, "x: reset (gave up after 4 tries)");
+        assert_eq!(gave_up(RegError::other("y"), 1).message, "y");
     }
 }
