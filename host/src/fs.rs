@@ -1,18 +1,24 @@
 //! The `filesystem` import: file operations confined to the bundle directory.
 //!
-//! Every guest path goes through [`confine::resolve`] (no absolute paths, no
-//! `..`, no symlinks on the way) and files are opened with `O_NOFOLLOW`, so the
-//! plugin cannot read or write outside the directory the user chose.
+//! Every guest path is checked lexically by [`confine::components`] (no
+//! absolute paths, no `..`) and then opened by [`beneath`] relative to a
+//! descriptor of the root, so that the kernel refuses a symlink anywhere on
+//! the path at the moment of the open: the plugin cannot read or write
+//! outside the directory the user chose, even if something swaps a link in.
 //!
 //! Operations keep working after a cancellation: the plugin still has to pack
 //! the packages that completed and clean up its work dir.
 
+pub mod beneath;
 pub mod confine;
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+
+use rustix::fs::OFlags;
 
 use crate::layer;
 use crate::temps::TempTracker;
@@ -45,9 +51,18 @@ impl From<confine::Denied> for FsError {
 /// Maps an I/O error on guest path `path` to an [`FsError`] whose message
 /// names the guest path (never the host's absolute one).
 pub fn io_error(e: &io::Error, path: &str) -> FsError {
-    #[cfg(unix)]
-    if e.raw_os_error() == Some(libc::ELOOP) {
-        return FsError::Denied(format!("{path}: is a symbolic link, which is not followed"));
+    match e.raw_os_error() {
+        // O_NOFOLLOW, RESOLVE_NO_SYMLINKS.
+        Some(libc::ELOOP) => {
+            return FsError::Denied(format!(
+                "{path}: goes through a symbolic link, which is not followed"
+            ));
+        }
+        // RESOLVE_BENEATH.
+        Some(libc::EXDEV) => {
+            return FsError::Denied(format!("{path}: leads out of the bundle directory"));
+        }
+        _ => {}
     }
     match e.kind() {
         io::ErrorKind::NotFound => FsError::NotFound(format!("{path}: not found")),
@@ -66,10 +81,14 @@ pub struct Stat {
     pub is_dir: bool,
 }
 
+const CREATE: OFlags = OFlags::WRONLY.union(OFlags::CREATE).union(OFlags::TRUNC);
+
 /// The bundle directory as the guest sees it.
 #[derive(Debug)]
 pub struct Confined {
     root: PathBuf,
+    /// Opened on first use: the host may create the directory after this.
+    dir: OnceLock<beneath::Root>,
     temps: Arc<TempTracker>,
 }
 
@@ -85,7 +104,11 @@ impl Confined {
             }
             Err(e) => return Err(e),
         };
-        Ok(Confined { root, temps })
+        Ok(Confined {
+            root,
+            dir: OnceLock::new(),
+            temps,
+        })
     }
 
     pub fn root(&self) -> &Path {
@@ -96,27 +119,51 @@ impl Confined {
         &self.temps
     }
 
-    /// The host path for guest path `path`.
-    pub fn resolve(&self, path: &str) -> Result<PathBuf, FsError> {
-        Ok(confine::resolve(&self.root, path)?)
+    /// The root descriptor and the components of guest path `path`.
+    fn parts<'p>(&self, path: &'p str) -> Result<(&beneath::Root, Vec<&'p str>), FsError> {
+        let parts = confine::components(path)?;
+        let root = match self.dir.get() {
+            Some(root) => root,
+            None => {
+                let opened = beneath::Root::open(&self.root).map_err(|e| io_error(&e, "."))?;
+                self.dir.get_or_init(|| opened)
+            }
+        };
+        Ok((root, parts))
     }
 
     pub fn stat(&self, path: &str) -> Result<Option<Stat>, FsError> {
-        let full = self.resolve(path)?;
-        match std::fs::symlink_metadata(&full) {
-            Ok(meta) => Ok(Some(Stat {
-                size: if meta.is_dir() { 0 } else { meta.len() },
-                is_dir: meta.is_dir(),
-            })),
+        let (root, parts) = self.parts(path)?;
+        if parts.is_empty() {
+            return Ok(Some(Stat {
+                size: 0,
+                is_dir: true,
+            }));
+        }
+        let found = root
+            .parent(&parts)
+            .and_then(|(dir, name)| beneath::kind(dir.as_fd(), name));
+        match found {
+            Ok(Some((rustix::fs::FileType::Symlink, _))) => {
+                Err(io_error(&io::Error::from_raw_os_error(libc::ELOOP), path))
+            }
+            Ok(Some((kind, size))) => {
+                let is_dir = kind == rustix::fs::FileType::Directory;
+                Ok(Some(Stat {
+                    size: if is_dir { 0 } else { size },
+                    is_dir,
+                }))
+            }
+            Ok(None) => Ok(None),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(io_error(&e, path)),
         }
     }
 
     pub fn create_dir_all(&self, path: &str) -> Result<(), FsError> {
-        let full = self.resolve(path)?;
+        let (root, parts) = self.parts(path)?;
         self.temps.note_create(path);
-        std::fs::create_dir_all(&full).map_err(|e| io_error(&e, path))
+        beneath::create_dir_all(root, &parts).map_err(|e| io_error(&e, path))
     }
 
     pub fn read_file(&self, path: &str, max_bytes: u64) -> Result<Vec<u8>, FsError> {
@@ -136,44 +183,45 @@ impl Confined {
     }
 
     pub fn write_file(&self, path: &str, data: &[u8]) -> Result<(), FsError> {
-        let full = self.resolve(path)?;
-        let tmp_guest = format!("{path}.write.tmp");
-        let tmp = self.resolve(&tmp_guest)?;
-        self.temps.note_create(&tmp_guest);
-        let written = (|| {
-            let mut f = create_nofollow(&tmp)?;
-            f.write_all(data)?;
-            f.sync_data()?;
-            std::fs::rename(&tmp, &full)
-        })();
-        written.map_err(|e| {
-            let _ = std::fs::remove_file(&tmp);
-            io_error(&e, path)
-        })
+        confine::components(path)?;
+        let tmp = format!("{path}.write.tmp");
+        let mut f = self.create_file(&tmp)?;
+        let written = f
+            .write_all(data)
+            .and_then(|()| f.sync_data())
+            .map_err(|e| io_error(&e, path))
+            .and_then(|()| self.rename(&tmp, path));
+        if written.is_err() {
+            let _ = self.remove(&tmp);
+        }
+        written
     }
 
     pub fn rename(&self, source: &str, target: &str) -> Result<(), FsError> {
-        let from = self.resolve(source)?;
-        let to = self.resolve(target)?;
+        let (root, from) = self.parts(source)?;
+        let (_, to) = self.parts(target)?;
         self.temps.note_create(target);
-        std::fs::rename(&from, &to)
-            .map_err(|e| io_error(&e, &format!("rename {source} to {target}")))
+        let what = format!("rename {source} to {target}");
+        let renamed = root.parent(&from).and_then(|(from_dir, from_name)| {
+            let (to_dir, to_name) = root.parent(&to)?;
+            Ok(rustix::fs::renameat(
+                &from_dir, from_name, &to_dir, to_name,
+            )?)
+        });
+        renamed.map_err(|e| io_error(&e, &what))
     }
 
     pub fn remove(&self, path: &str) -> Result<(), FsError> {
-        let full = self.resolve(path)?;
-        if full == self.root {
+        let (root, parts) = self.parts(path)?;
+        if parts.is_empty() {
             return Err(FsError::Denied(
                 "the bundle directory itself cannot be removed".into(),
             ));
         }
-        let result = match std::fs::symlink_metadata(&full) {
-            // remove_dir_all does not follow symlinks inside the tree.
-            Ok(meta) if meta.is_dir() => std::fs::remove_dir_all(&full),
-            Ok(_) => std::fs::remove_file(&full),
-            Err(e) => Err(e),
-        };
-        match result {
+        let removed = root
+            .parent(&parts)
+            .and_then(|(dir, name)| beneath::remove_tree(dir.as_fd(), name.as_ref()));
+        match removed {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(io_error(&e, path)),
@@ -181,11 +229,13 @@ impl Confined {
     }
 
     pub fn list_dir(&self, path: &str) -> Result<Vec<String>, FsError> {
-        let full = self.resolve(path)?;
+        let (root, parts) = self.parts(path)?;
+        let dir = root
+            .open_at(&parts, OFlags::RDONLY | OFlags::DIRECTORY)
+            .map_err(|e| io_error(&e, path))?;
         let mut names = Vec::new();
-        for entry in std::fs::read_dir(&full).map_err(|e| io_error(&e, path))? {
-            let entry = entry.map_err(|e| io_error(&e, path))?;
-            let name = entry.file_name().into_string().map_err(|raw| {
+        for raw in beneath::names(dir).map_err(|e| io_error(&e, path))? {
+            let name = raw.into_string().map_err(|raw| {
                 FsError::Other(format!("{path}: entry {raw:?} is not valid UTF-8"))
             })?;
             names.push(name);
@@ -194,10 +244,18 @@ impl Confined {
         Ok(names)
     }
 
-    pub fn create_output(&self, path: &str) -> Result<Output, FsError> {
-        let full = self.resolve(path)?;
+    /// Creates (or truncates) a regular file for writing.
+    pub fn create_file(&self, path: &str) -> Result<File, FsError> {
+        let (root, parts) = self.parts(path)?;
         self.temps.note_create(path);
-        let file = create_nofollow(&full).map_err(|e| io_error(&e, path))?;
+        let fd = root
+            .open_at(&parts, CREATE)
+            .map_err(|e| io_error(&e, path))?;
+        Ok(File::from(fd))
+    }
+
+    pub fn create_output(&self, path: &str) -> Result<Output, FsError> {
+        let file = self.create_file(path)?;
         Ok(Output {
             file: Some(BufWriter::with_capacity(256 * 1024, file)),
             path: path.to_owned(),
@@ -217,35 +275,19 @@ impl Confined {
         })
     }
 
-    /// Opens an existing regular file for reading without following a link.
+    /// Opens an existing file for reading without following a link.
     pub fn open_read(&self, path: &str) -> Result<File, FsError> {
-        let full = self.resolve(path)?;
-        let mut options = OpenOptions::new();
-        options.read(true);
-        no_follow(&mut options);
-        options.open(&full).map_err(|e| io_error(&e, path))
+        let (root, parts) = self.parts(path)?;
+        let fd = root
+            .open_at(&parts, OFlags::RDONLY)
+            .map_err(|e| io_error(&e, path))?;
+        Ok(File::from(fd))
     }
 }
 
 fn too_big(path: &str, len: u64, max: u64) -> FsError {
     FsError::Other(format!("{path}: {len} bytes, more than the {max} allowed"))
 }
-
-fn create_nofollow(path: &Path) -> io::Result<File> {
-    let mut options = OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    no_follow(&mut options);
-    options.open(path)
-}
-
-#[cfg(unix)]
-fn no_follow(options: &mut OpenOptions) {
-    use std::os::unix::fs::OpenOptionsExt;
-    options.custom_flags(libc::O_NOFOLLOW);
-}
-
-#[cfg(not(unix))]
-fn no_follow(_options: &mut OpenOptions) {}
 
 /// An archive being written (the WIT `output` resource).
 #[derive(Debug)]
@@ -341,7 +383,6 @@ mod tests {
         assert!(dir.path().join("secret").exists());
     }
 
-    #[cfg(unix)]
     #[test]
     fn refuses_symlinks_out_of_the_root() {
         let dir = TempDir::new("fs-symlink");
@@ -365,6 +406,65 @@ mod tests {
         assert!(matches!(fs.stat("out"), Err(FsError::Denied(_))));
         assert!(!outside.join("g").exists());
         assert_eq!(std::fs::read(outside.join("f")).unwrap(), b"secret");
+    }
+
+    /// A symlink in an intermediate component of the work dir (what a race
+    /// would swap in between a check and a use) is refused by every
+    /// operation: the open itself does not follow it, there is no separate
+    /// check to race.
+    #[test]
+    fn a_symlink_in_an_intermediate_component_is_never_followed() {
+        let dir = TempDir::new("fs-intermediate");
+        let fs = confined(&dir);
+        let outside = dir.path().join("outside");
+        std::fs::create_dir_all(outside.join("sub")).unwrap();
+        std::fs::write(outside.join("f"), b"secret").unwrap();
+        fs.create_dir_all(".packages-work.tmp").unwrap();
+        fs.write_file(".packages-work.tmp/inside", b"inside")
+            .unwrap();
+        std::os::unix::fs::symlink(&outside, fs.root().join(".packages-work.tmp/x")).unwrap();
+
+        let denied = |what: &str, r: Result<(), FsError>| match r {
+            Err(FsError::Denied(m)) => assert!(m.contains("symbolic link"), "{what}: {m}"),
+            other => panic!("{what}: expected a refusal, got {other:?}"),
+        };
+        let w = ".packages-work.tmp/x";
+        denied("read", fs.read_file(&format!("{w}/f"), 100).map(drop));
+        denied("open", fs.open_read(&format!("{w}/f")).map(drop));
+        denied("write", fs.write_file(&format!("{w}/g"), b"x"));
+        denied("create-dir-all", fs.create_dir_all(&format!("{w}/d/e")));
+        denied("create-dir-all of the link", fs.create_dir_all(w));
+        denied("output", fs.create_output(&format!("{w}/o")).map(drop));
+        denied("list-dir", fs.list_dir(&format!("{w}/sub")).map(drop));
+        denied("list-dir of the link", fs.list_dir(w).map(drop));
+        denied("stat", fs.stat(&format!("{w}/f")).map(drop));
+        denied(
+            "rename out",
+            fs.rename(".packages-work.tmp/inside", &format!("{w}/moved")),
+        );
+        denied(
+            "rename in",
+            fs.rename(&format!("{w}/f"), ".packages-work.tmp/stolen"),
+        );
+        denied("remove", fs.remove(&format!("{w}/f")));
+        denied("remove below", fs.remove(&format!("{w}/sub")));
+        denied(
+            "copy-from",
+            fs.create_output(".packages-work.tmp/out")
+                .unwrap()
+                .copy_from(&fs, &format!("{w}/f"), 0, 1),
+        );
+
+        let mut left: Vec<_> = std::fs::read_dir(&outside)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["f", "sub"], "nothing was written outside");
+        assert_eq!(std::fs::read(outside.join("f")).unwrap(), b"secret");
+        // Removing the link itself removes the link, not what it points at.
+        fs.remove(w).unwrap();
+        assert!(outside.join("f").exists());
     }
 
     #[test]

@@ -8,6 +8,7 @@ use wasmtime::component::{Resource, ResourceTable};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::bindings::deckhouse::packages_mirror::{events, filesystem, registry, types};
+use crate::bounds::{self, MAX_BATCH, MAX_LAYER_NAMES};
 use crate::events::{Events, LogLevel, Progress};
 use crate::fs::{Confined, FsError, Output};
 use crate::registry::blobs::BlobFetch;
@@ -72,13 +73,21 @@ fn descriptor(d: Descriptor) -> registry::Descriptor {
     }
 }
 
-fn image_refs(refs: Vec<registry::ImageRef>) -> Vec<ImageRef> {
-    refs.into_iter()
+/// The references of one batched call, within the host's caps.
+fn image_refs(call: &str, refs: Vec<registry::ImageRef>) -> wasmtime::Result<Vec<ImageRef>> {
+    bounds::batch(call, "references", refs.len(), MAX_BATCH)?;
+    bounds::strings(
+        call,
+        refs.iter()
+            .flat_map(|r| [r.repo.as_str(), r.reference.as_str()]),
+    )?;
+    Ok(refs
+        .into_iter()
         .map(|r| ImageRef {
             repo: r.repo,
             reference: r.reference,
         })
-        .collect()
+        .collect())
 }
 
 fn layer_files(found: Vec<crate::layer::FoundFile>) -> Vec<types::LayerFile> {
@@ -97,6 +106,7 @@ impl registry::Host for StoreState {
         repo: String,
         timeout_ms: Option<u64>,
     ) -> wasmtime::Result<Result<Vec<String>, registry::RegistryError>> {
+        bounds::strings("registry.list-tags", [repo.as_str()])?;
         let run = &self.run;
         let timeout = timeout_ms
             .filter(|ms| *ms > 0)
@@ -112,7 +122,7 @@ impl registry::Host for StoreState {
         refs: Vec<registry::ImageRef>,
     ) -> wasmtime::Result<Vec<Result<Option<registry::Descriptor>, registry::RegistryError>>> {
         let run = &self.run;
-        let refs = image_refs(refs);
+        let refs = image_refs("registry.resolve", refs)?;
         let results = run.runtime.block_on(run.registry.resolve(&refs));
         Ok(results
             .into_iter()
@@ -125,7 +135,7 @@ impl registry::Host for StoreState {
         refs: Vec<registry::ImageRef>,
     ) -> wasmtime::Result<Vec<Result<registry::Manifest, registry::RegistryError>>> {
         let run = &self.run;
-        let refs = image_refs(refs);
+        let refs = image_refs("registry.fetch-manifests", refs)?;
         let results = run.runtime.block_on(run.registry.fetch_manifests(&refs));
         Ok(results
             .into_iter()
@@ -143,6 +153,14 @@ impl registry::Host for StoreState {
         &mut self,
         fetches: Vec<registry::BlobFetch>,
     ) -> wasmtime::Result<Vec<Result<(), registry::RegistryError>>> {
+        let call = "registry.fetch-blobs";
+        bounds::batch(call, "blobs", fetches.len(), MAX_BATCH)?;
+        bounds::strings(
+            call,
+            fetches
+                .iter()
+                .flat_map(|f| [f.repo.as_str(), f.digest.as_str(), f.path.as_str()]),
+        )?;
         let run = &self.run;
         let fetches = fetches
             .into_iter()
@@ -166,6 +184,14 @@ impl registry::Host for StoreState {
         names: Vec<String>,
         max_bytes: u64,
     ) -> wasmtime::Result<Result<Vec<types::LayerFile>, registry::RegistryError>> {
+        let call = "registry.read-layer-files";
+        bounds::batch(call, "names", names.len(), MAX_LAYER_NAMES)?;
+        bounds::strings(
+            call,
+            [repo.as_str(), digest.as_str()]
+                .into_iter()
+                .chain(names.iter().map(String::as_str)),
+        )?;
         let run = &self.run;
         Ok(run
             .registry
@@ -247,6 +273,7 @@ impl filesystem::Host for StoreState {
         path: String,
         max_bytes: u64,
     ) -> wasmtime::Result<Result<Vec<u8>, types::FsError>> {
+        let max_bytes = max_bytes.min(bounds::MAX_READ_FILE);
         Ok(self.run.fs.read_file(&path, max_bytes).map_err(fs_error))
     }
 
@@ -300,6 +327,9 @@ impl filesystem::Host for StoreState {
         names: Vec<String>,
         max_bytes: u64,
     ) -> wasmtime::Result<Result<Vec<types::LayerFile>, types::FsError>> {
+        let call = "filesystem.read-layer-files";
+        bounds::batch(call, "names", names.len(), MAX_LAYER_NAMES)?;
+        bounds::strings(call, names.iter().map(String::as_str))?;
         Ok(self
             .run
             .fs

@@ -39,6 +39,7 @@
 //! ```
 
 mod bindings;
+pub mod bounds;
 pub mod cancel;
 pub mod events;
 pub mod fs;

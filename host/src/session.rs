@@ -318,6 +318,12 @@ impl Session {
         match result {
             Ok(Ok(summary)) => Ok(summary),
             Ok(Err(e)) => Err(CallError::Pull(e)),
+            // wasmtime wraps an import's error in a backtrace: look inside.
+            Err(ref e) if let Some(limit) = e.downcast_ref::<crate::bounds::LimitExceeded>() => {
+                Err(CallError::Limit(format!(
+                    "plugin {shown} stopped in {export}: {limit}"
+                )))
+            }
             Err(_) if store.data().limits.memory_hit => Err(CallError::Limit(format!(
                 "plugin {shown} stopped in {export}: it needed more than the memory limit of {} (--memory-limit)",
                 units::human_bytes(self.memory_limit as u64)

@@ -105,6 +105,10 @@ fn descriptor(d: registry::Descriptor) -> Descriptor {
     }
 }
 
+/// Items the host takes in one batched registry call (see the WIT); longer
+/// lists are sent in several calls.
+const HOST_BATCH: usize = 256;
+
 fn wit_refs(refs: &[ImageRef]) -> Vec<registry::ImageRef> {
     refs.iter()
         .map(|r| registry::ImageRef {
@@ -130,15 +134,15 @@ impl ports::Registry for WitRegistry {
     }
 
     fn resolve(&self, refs: &[ImageRef]) -> Vec<Result<Option<Descriptor>, RegistryError>> {
-        registry::resolve(&wit_refs(refs))
-            .into_iter()
+        refs.chunks(HOST_BATCH)
+            .flat_map(|chunk| registry::resolve(&wit_refs(chunk)))
             .map(|r| r.map(|d| d.map(descriptor)).map_err(registry_error))
             .collect()
     }
 
     fn fetch_manifests(&self, refs: &[ImageRef]) -> Vec<Result<ports::Manifest, RegistryError>> {
-        registry::fetch_manifests(&wit_refs(refs))
-            .into_iter()
+        refs.chunks(HOST_BATCH)
+            .flat_map(|chunk| registry::fetch_manifests(&wit_refs(chunk)))
             .map(|r| {
                 r.map(|m| ports::Manifest {
                     descriptor: descriptor(m.descriptor),
@@ -159,8 +163,8 @@ impl ports::Registry for WitRegistry {
                 path: f.path.clone(),
             })
             .collect();
-        registry::fetch_blobs(&wit)
-            .into_iter()
+        wit.chunks(HOST_BATCH)
+            .flat_map(registry::fetch_blobs)
             .map(|r| r.map_err(registry_error))
             .collect()
     }

@@ -27,6 +27,8 @@
 //!   a main image `stronghold:v2.1.0` that an unfiltered pull must not take.
 //! - `ghost`: listed, nothing else in the registry.
 
+pub mod hostile;
+
 use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::{Context, Result};
@@ -276,6 +278,16 @@ impl Builder {
 impl Fixture {
     /// The fixture for a registry at `registry_host` (`127.0.0.1:PORT`).
     pub fn new(registry_host: &str) -> Fixture {
+        Self::build(registry_host, false)
+    }
+
+    /// The fixture plus the [`hostile`] packages, listed in `<root>/packages`
+    /// next to the normal ones.
+    pub fn with_hostile(registry_host: &str) -> Fixture {
+        Self::build(registry_host, true)
+    }
+
+    fn build(registry_host: &str, with_hostile: bool) -> Fixture {
         let root = format!("{registry_host}/{ROOT_PATH}");
         let mut b = Builder {
             pushes: Vec::new(),
@@ -708,7 +720,13 @@ impl Fixture {
 
         // ---------------- the package list, pushed last ----------------
         let placeholder = file_image("README", "this tag names a package\n");
-        for name in ["stronghold", "console", "ghost", "commander"] {
+        let mut listed: Vec<String> = ["stronghold", "console", "ghost", "commander"]
+            .map(String::from)
+            .to_vec();
+        if with_hostile {
+            listed.extend(hostile::add(&mut b, &mut packages));
+        }
+        for name in &listed {
             b.tag("packages", name, placeholder.clone());
         }
         let mut package_names: Vec<String> = packages.keys().cloned().collect();

@@ -24,7 +24,17 @@ use anyhow::{Context, Result};
 
 /// Start a throwaway registry and push the whole [`fixture::Fixture`] to it.
 pub fn seeded_registry() -> Result<(registry::Registry, fixture::Fixture)> {
-    seed(registry::Registry::start()?, None)
+    seed(registry::Registry::start()?, None, fixture::Fixture::new)
+}
+
+/// Like [`seeded_registry`], with the hostile packages of
+/// [`fixture::hostile`] next to the normal ones.
+pub fn seeded_hostile_registry() -> Result<(registry::Registry, fixture::Fixture)> {
+    seed(
+        registry::Registry::start()?,
+        None,
+        fixture::Fixture::with_hostile,
+    )
 }
 
 /// Like [`seeded_registry`], with basic auth required
@@ -33,6 +43,7 @@ pub fn seeded_registry_with_auth() -> Result<(registry::Registry, fixture::Fixtu
     seed(
         registry::Registry::start_with_test_auth()?,
         Some((registry::TEST_USER, registry::TEST_PASSWORD)),
+        fixture::Fixture::new,
     )
 }
 
@@ -47,6 +58,7 @@ pub fn seeded_https_registry_with_auth()
         registry,
         client,
         Some((registry::TEST_USER, registry::TEST_PASSWORD)),
+        fixture::Fixture::new,
     )?;
     Ok((registry, fixture, ca))
 }
@@ -54,17 +66,19 @@ pub fn seeded_https_registry_with_auth()
 fn seed(
     registry: registry::Registry,
     auth: Option<(&str, &str)>,
+    build: fn(&str) -> fixture::Fixture,
 ) -> Result<(registry::Registry, fixture::Fixture)> {
     let client = oci::Client::new(&registry.base_url());
-    seed_with(registry, client, auth)
+    seed_with(registry, client, auth, build)
 }
 
 fn seed_with(
     registry: registry::Registry,
     mut client: oci::Client,
     auth: Option<(&str, &str)>,
+    build: fn(&str) -> fixture::Fixture,
 ) -> Result<(registry::Registry, fixture::Fixture)> {
-    let fixture = fixture::Fixture::new(&registry.host());
+    let fixture = build(&registry.host());
     if let Some((user, password)) = auth {
         client = client.with_basic_auth(user, password);
     }

@@ -111,6 +111,84 @@ pub fn gzip(data: &[u8]) -> Vec<u8> {
     enc.finish().expect("gzip to memory")
 }
 
+/// One member of a hand-made tar. The hostile layers need what
+/// `tar::Builder::append_data` refuses to write: `..` in a name, links.
+#[derive(Clone, Copy, Debug)]
+pub enum TarEntry<'a> {
+    File(&'a str, &'a [u8]),
+    /// A hard link `name` to `target`.
+    HardLink(&'a str, &'a str),
+    /// A symbolic link `name` pointing at `target`.
+    Symlink(&'a str, &'a str),
+}
+
+/// A tar of `entries` with their names written byte for byte (ustar,
+/// mtime 0), names and link targets up to 100 bytes.
+pub fn tar_of_entries(entries: &[TarEntry]) -> Vec<u8> {
+    let mut builder = tar::Builder::new(Vec::new());
+    for entry in entries {
+        let (name, target, kind, content): (&str, &str, tar::EntryType, &[u8]) = match *entry {
+            TarEntry::File(name, content) => (name, "", tar::EntryType::Regular, content),
+            TarEntry::HardLink(name, target) => (name, target, tar::EntryType::Link, &[]),
+            TarEntry::Symlink(name, target) => (name, target, tar::EntryType::Symlink, &[]),
+        };
+        let mut header = tar::Header::new_ustar();
+        header.set_entry_type(kind);
+        header.set_size(content.len() as u64);
+        header.set_mode(0o644);
+        header.set_mtime(0);
+        let old = header.as_old_mut();
+        old.name[..name.len()].copy_from_slice(name.as_bytes());
+        old.linkname[..target.len()].copy_from_slice(target.as_bytes());
+        header.set_cksum();
+        builder
+            .append(&header, content)
+            .expect("writing a tar to memory");
+    }
+    builder.into_inner().expect("finishing a tar in memory")
+}
+
+/// A gzip tar layer of `entries`.
+pub fn layer_of_entries(entries: &[TarEntry]) -> Layer {
+    let tar = tar_of_entries(entries);
+    Layer {
+        diff_id: sha256_digest(&tar),
+        blob: Blob::new(OCI_LAYER_GZIP, gzip(&tar)),
+    }
+}
+
+/// A gzip bomb: a layer that inflates to more than `inflated` bytes (a tar
+/// member `filler` of that many zeros) before `files`. It is a series of gzip
+/// members, one per 64 MiB of zeros, all compressed once; decompressors read
+/// concatenated members as one stream. `inflated` is rounded up to 64 MiB.
+pub fn gzip_bomb_layer(inflated: u64, files: &[(&str, &[u8])]) -> Layer {
+    const CHUNK: usize = 64 << 20;
+    let chunks = inflated.div_ceil(CHUNK as u64);
+    let mut header = tar::Header::new_ustar();
+    header.set_entry_type(tar::EntryType::Regular);
+    header.set_size(chunks * CHUNK as u64);
+    header.set_mode(0o644);
+    header.set_mtime(0);
+    header.set_path("filler").expect("a plain name");
+    header.set_cksum();
+    let zeros = vec![0u8; CHUNK];
+    let tail = tar_of(files);
+    let zero_member = gzip(&zeros);
+    let mut data = gzip(header.as_bytes());
+    let mut diff = Sha256::new();
+    diff.update(header.as_bytes());
+    for _ in 0..chunks {
+        data.extend_from_slice(&zero_member);
+        diff.update(&zeros);
+    }
+    data.extend_from_slice(&gzip(&tail));
+    diff.update(&tail);
+    Layer {
+        diff_id: format!("sha256:{}", hex::encode(diff.finalize())),
+        blob: Blob::new(OCI_LAYER_GZIP, data),
+    }
+}
+
 /// A layer holding `files`.
 pub fn layer(files: &[(&str, &[u8])], compression: Compression) -> Layer {
     let tar = tar_of(files);
@@ -511,9 +589,20 @@ impl Client {
     /// (an untagged image). Returns the manifest digest.
     pub fn push_image(&self, repo: &str, image: &Image, tag: Option<&str>) -> Result<String> {
         self.push_blob(repo, &image.config)?;
-        for l in &image.layers {
-            self.push_blob(repo, &l.blob)?;
-        }
+        // A few threads: the hostile fixture has an image of 5000 layers.
+        let per_thread = image.layers.len().div_ceil(8).max(1);
+        std::thread::scope(|s| {
+            let pushers: Vec<_> = image
+                .layers
+                .chunks(per_thread)
+                .map(|chunk| {
+                    s.spawn(move || chunk.iter().try_for_each(|l| self.push_blob(repo, &l.blob)))
+                })
+                .collect();
+            pushers
+                .into_iter()
+                .try_for_each(|p| p.join().expect("a pushing thread panicked"))
+        })?;
         let reference = tag.unwrap_or(&image.manifest.digest);
         self.push_manifest(repo, reference, &image.manifest)
     }

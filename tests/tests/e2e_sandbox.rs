@@ -105,6 +105,35 @@ fn max_open_files_caps_output_handles() {
     );
 }
 
+/// A tiny request that would make the host do a lot ends the call with
+/// an error naming the host's limit (tests/hostile-plugin `batch`,
+/// `long-string`).
+#[test]
+fn batches_and_strings_over_the_host_limits_end_the_call() {
+    let art = hostile("hostile_plugin.wasm");
+    for (attack, message) in [
+        (
+            "batch",
+            "registry.resolve was called with 100000 references; the host's limit is 256 per call",
+        ),
+        (
+            "long-string",
+            "registry.list-tags was called with a string of 16777216 bytes; the host's limit is 4096 bytes",
+        ),
+    ] {
+        let tmp = tempfile::tempdir().unwrap();
+        let out = run(&art, &bundle(&tmp), attack, &[]);
+        assert_eq!(out.code(), Some(1), "{attack}\n{}", out.transcript());
+        let errors = error_lines(&out);
+        assert_eq!(errors.len(), 1, "{attack}\n{}", out.transcript());
+        assert!(
+            errors[0].contains(&format!("stopped in pull-packages: {message}")),
+            "{attack}\n{}",
+            out.transcript()
+        );
+    }
+}
+
 #[test]
 fn a_plugin_of_another_wit_version_is_refused_in_one_line() {
     let art = hostile("hostile_plugin_v0_2.wasm");

@@ -2,7 +2,6 @@
 //! and `read-layer-files` (a layer streamed through the shared scanner).
 
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
-use std::path::Path;
 use std::sync::Arc;
 
 use futures_util::StreamExt;
@@ -65,19 +64,18 @@ impl Client {
             )));
         }
         let what = format!("blob {} of {}", fetch.digest, self.display_repo(&full));
-        let dest = fs.resolve(&fetch.path).map_err(|e| fs_failure(&e, &what))?;
-        let tmp_guest = format!("{}{DOWNLOAD_SUFFIX}", fetch.path);
-        let tmp = fs.resolve(&tmp_guest).map_err(|e| fs_failure(&e, &what))?;
-        fs.temps().note_create(&tmp_guest);
+        crate::fs::confine::components(&fetch.path)
+            .map_err(|e| fs_failure(&FsError::from(e), &what))?;
+        let tmp = format!("{}{DOWNLOAD_SUFFIX}", fetch.path);
 
         self.events.transfer(Transfer::Started { size: fetch.size });
-        let result = self.download(&full, fetch, &tmp, &what).await;
+        let result = self.download(&full, fetch, fs, &tmp, &what).await;
         let result = result.and_then(|()| {
-            std::fs::rename(&tmp, &dest)
-                .map_err(|e| fs_failure(&crate::fs::io_error(&e, &fetch.path), &what))
+            fs.rename(&tmp, &fetch.path)
+                .map_err(|e| fs_failure(&e, &what))
         });
         if result.is_err() {
-            let _ = std::fs::remove_file(&tmp);
+            let _ = fs.remove(&tmp);
         }
         self.events
             .transfer(Transfer::Finished { ok: result.is_ok() });
@@ -91,11 +89,11 @@ impl Client {
         &self,
         full: &str,
         fetch: &BlobFetch,
-        tmp: &Path,
+        fs: &Confined,
+        tmp: &str,
         what: &str,
     ) -> Result<(), RegError> {
-        let file = create_file(tmp)
-            .map_err(|e| fs_failure(&crate::fs::io_error(&e, &fetch.path), what))?;
+        let file = fs.create_file(tmp).map_err(|e| fs_failure(&e, what))?;
         let mut partial = Partial {
             // Plain buffered writes: they land in the page cache at memory
             // speed, cheaper than a hop to tokio's blocking pool per chunk.
@@ -328,17 +326,6 @@ impl Read for BodyReader<'_> {
         buf[..n].copy_from_slice(&self.pending.split_to(n));
         Ok(n)
     }
-}
-
-fn create_file(path: &Path) -> io::Result<std::fs::File> {
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.custom_flags(libc::O_NOFOLLOW);
-    }
-    options.open(path)
 }
 
 /// A filesystem problem while fetching a blob: reported as such (a full disk

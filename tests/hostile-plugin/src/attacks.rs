@@ -22,6 +22,8 @@ impl Guest for Hostile {
             "handles" => handles(&mut report),
             "memory" => memory(),
             "spin" => spin(),
+            "batch" => batch(),
+            "long-string" => long_string(),
             "panic" => panic!("the hostile plugin panics on purpose"),
             other => {
                 return Err(PullError::InvalidOptions(format!(
@@ -257,4 +259,23 @@ fn spin() -> ! {
     loop {
         n = std::hint::black_box(n.wrapping_add(1));
     }
+}
+
+/// One `resolve` of 100 000 references: a few MiB in the guest, 100 000
+/// requests in the host. The host must end the call instead.
+fn batch() -> ! {
+    let refs: Vec<registry::ImageRef> = (0..100_000)
+        .map(|i| registry::ImageRef {
+            repo: "x".into(),
+            reference: format!("v{i}"),
+        })
+        .collect();
+    let results = registry::resolve(&refs);
+    panic!("the host answered a batch of {} references", results.len());
+}
+
+/// A `list-tags` of a 16 MiB repository name.
+fn long_string() -> ! {
+    let result = registry::list_tags(&"a".repeat(16 << 20), None);
+    panic!("the host answered a 16 MiB repository name: {result:?}");
 }
