@@ -131,7 +131,12 @@ fn json_output_on_failure_and_usage_error() {
             &art,
             &source,
             &bundle,
-            &["--output", "json", "--include-package", "console@not-a-version"],
+            &[
+                "--output",
+                "json",
+                "--include-package",
+                "console@not-a-version",
+            ],
         ),
         Duration::from_secs(60),
     )
