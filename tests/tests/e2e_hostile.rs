@@ -154,7 +154,7 @@ fn hostile_layers_names_and_tags_warn_and_the_pull_goes_on() {
         &out,
         "warn",
         &[
-            &format!("reading images_digests.json of packages/{BOMB}:v1.0.0"),
+            &format!("reading layer of packages/{BOMB}:v1.0.0"),
             "more than 1073741824 bytes of uncompressed data before the requested files",
         ],
     );
