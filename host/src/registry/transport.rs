@@ -252,8 +252,7 @@ impl Client {
                         None
                     }
                 }
-                // Asking again cannot fix a request or a certificate.
-                Err(e) if e.is_builder() || e.is_redirect() || is_certificate_error(e) => None,
+                Err(e) if e.is_builder() || e.is_redirect() => None,
                 Err(e) => {
                     self.debug(format_args!(
                         "{method} {url} failed: {}",
@@ -444,28 +443,6 @@ pub(super) fn backoff(policy: &RetryPolicy, attempt: u32) -> Duration {
         .min(policy.max_delay);
     let half = full / 2;
     half + (full - half).mul_f64(fastrand::f64())
-}
-
-/// True when the server's certificate was refused (rustls reports it inside
-/// the `io::Error` of the TLS handshake).
-fn is_certificate_error(e: &reqwest::Error) -> bool {
-    let refused = |e: &(dyn std::error::Error + 'static)| {
-        matches!(
-            e.downcast_ref::<rustls::Error>(),
-            Some(rustls::Error::InvalidCertificate(_))
-        )
-    };
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        let inner = s
-            .downcast_ref::<std::io::Error>()
-            .and_then(|io| io.get_ref());
-        if refused(s) || inner.is_some_and(|i| refused(i)) {
-            return true;
-        }
-        source = s.source();
-    }
-    false
 }
 
 /// `e` after `attempts` tries, saying so when there were several.
