@@ -31,6 +31,7 @@
 
 mod bindings;
 pub mod cancel;
+pub mod compile_cache;
 pub mod events;
 pub mod fs;
 mod imports;
@@ -48,6 +49,7 @@ pub use bindings::deckhouse::packages_mirror::types::{
     Archive, PackageSummary, PullError, PullOptions, PullSummary,
 };
 pub use cancel::Cancel;
+pub use compile_cache::CacheOutcome;
 pub use events::LogLevel;
 pub use session::{
     CallError, DEFAULT_CALL_TIMEOUT, DEFAULT_MAX_OPEN_OUTPUTS, DEFAULT_MEMORY_LIMIT, HostConfig,

@@ -11,7 +11,9 @@ use clap::{Args, Parser, Subcommand};
 use host::registry::credentials::{self, CredError, Explicit};
 use host::registry::{RegistryConfig, Source};
 use host::units::{parse_chunk_size, parse_duration};
-use host::{CallError, HostConfig, LogLevel, Plugin, PullError, PullOptions, Session};
+use host::{
+    CacheOutcome, CallError, HostConfig, LogLevel, Plugin, PullError, PullOptions, Session,
+};
 
 const EXIT_FAILED: u8 = 1;
 const EXIT_USAGE: u8 = 2;
@@ -27,6 +29,12 @@ struct Cli {
     /// Log level: error, warn, info, debug or trace.
     #[arg(long, global = true, default_value = "info", value_name = "LEVEL")]
     log_level: LogLevel,
+
+    /// Compile the plugin every time instead of keeping its compiled code in
+    /// $PACKAGES_MIRROR_CACHE_DIR, $XDG_CACHE_HOME/packages-mirror or
+    /// ~/.cache/packages-mirror.
+    #[arg(long, global = true, env = "PACKAGES_MIRROR_NO_COMPILE_CACHE")]
+    no_compile_cache: bool,
 
     #[command(subcommand)]
     command: Command,
@@ -105,8 +113,8 @@ struct PullArgs {
     /// Time limit of the access check, e.g. 30s, 5m.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     timeout: Option<Duration>,
-    /// Registry transfers run at once.
-    #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
+    /// Registry transfers run at once (default: 4 per CPU, at least 8, at most 64).
+    #[arg(long, value_name = "N", default_value_t = host::registry::default_concurrency(), value_parser = clap::value_parser!(u16).range(1..=256))]
     concurrency: u16,
     /// Memory the plugin may use (its linear memory), e.g. 512MiB, 2GiB.
     #[arg(long, value_name = "SIZE", default_value = "1GiB", value_parser = parse_memory_limit)]
@@ -132,7 +140,12 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let Command::Run { plugin, action } = cli.command;
     let Action::Pull(args) = action;
-    match pull(&plugin, args, cli.log_level) {
+    let cache_dir = if cli.no_compile_cache {
+        None
+    } else {
+        host::compile_cache::default_dir()
+    };
+    match pull(&plugin, cache_dir.as_deref(), args, cli.log_level) {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure { code, message }) => {
             if let Some(message) = message {
@@ -158,7 +171,12 @@ impl Failure {
     }
 }
 
-fn pull(plugin: &Path, args: PullArgs, log_level: LogLevel) -> Result<(), Failure> {
+fn pull(
+    plugin: &Path,
+    cache_dir: Option<&Path>,
+    args: PullArgs,
+    log_level: LogLevel,
+) -> Result<(), Failure> {
     let started = Instant::now();
     let source = Source::parse(&args.source).map_err(|m| Failure::new(EXIT_USAGE, m))?;
     let explicit = Explicit {
@@ -184,7 +202,15 @@ fn pull(plugin: &Path, args: PullArgs, log_level: LogLevel) -> Result<(), Failur
         }
     }
     let credentials = found.map(|f| f.credentials);
-    let plugin = Plugin::load(plugin).map_err(|m| Failure::new(EXIT_FAILED, m))?;
+    let plugin =
+        Plugin::load_with_cache(plugin, cache_dir).map_err(|m| Failure::new(EXIT_FAILED, m))?;
+    if log_level >= LogLevel::Debug {
+        eprintln!(
+            "debug: plugin loaded in {} ms ({})",
+            plugin.load_time().as_millis(),
+            describe_cache(plugin.cache_outcome())
+        );
+    }
     let created_bundle_dir = prepare_bundle_dir(&args.bundle_dir, args.dry_run)?;
 
     let mut registry = RegistryConfig::new(source.clone());
@@ -236,6 +262,21 @@ fn pull(plugin: &Path, args: PullArgs, log_level: LogLevel) -> Result<(), Failur
         return Err(Failure::new(EXIT_INTERRUPTED, "interrupted"));
     }
     Ok(())
+}
+
+fn describe_cache(outcome: &CacheOutcome) -> String {
+    let shown = |p: &Path| host::events::sanitize(&p.display().to_string());
+    match outcome {
+        CacheOutcome::Off => "compiled; compile cache off".into(),
+        CacheOutcome::Hit(p) => format!("from the compile cache {}", shown(p)),
+        CacheOutcome::Stored(p) => format!("compiled; cached in {}", shown(p)),
+        CacheOutcome::Unusable(why) => {
+            format!(
+                "compiled; compile cache unusable: {}",
+                host::events::sanitize(why)
+            )
+        }
+    }
 }
 
 /// Runs `pull-packages` (unless skipped) and then `pull-package-versions`;
