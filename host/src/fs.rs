@@ -6,13 +6,24 @@
 //!
 //! Operations keep working after a cancellation: the plugin still has to pack
 //! the packages that completed and clean up its work dir.
+//!
+//! Archives are written behind: `finish` flushes an output without waiting
+//! for the disk, and renaming a finished output returns at once while a
+//! background thread syncs the file and only then renames it. The disk
+//! writes of one package's archive thus overlap the download of the next,
+//! and an archive still never appears under its final name before its bytes
+//! are on disk. Any later operation on either name, listing a directory, and
+//! the end of every export call ([`Confined::settle`]) wait for it; a failed
+//! sync is reported there.
 
 pub mod confine;
 
+use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 
 use crate::layer;
 use crate::temps::TempTracker;
@@ -71,7 +82,13 @@ pub struct Stat {
 pub struct Confined {
     root: PathBuf,
     temps: Arc<TempTracker>,
+    /// Outputs finished but not yet synced, by guest path.
+    finished: Mutex<HashMap<String, File>>,
+    /// Renames of finished outputs under way: (source, target, sync + rename).
+    renaming: Mutex<Vec<PendingRename>>,
 }
+
+type PendingRename = (String, String, JoinHandle<Result<(), FsError>>);
 
 impl Confined {
     /// `root` is canonicalized once so that a symlinked bundle path chosen by
@@ -85,7 +102,47 @@ impl Confined {
             }
             Err(e) => return Err(e),
         };
-        Ok(Confined { root, temps })
+        Ok(Confined {
+            root,
+            temps,
+            finished: Mutex::default(),
+            renaming: Mutex::default(),
+        })
+    }
+
+    /// Waits for every rename under way; the first failure is returned.
+    /// Finished outputs that were never renamed are closed.
+    pub fn settle(&self) -> Result<(), FsError> {
+        lock(&self.finished).clear();
+        let pending = std::mem::take(&mut *lock(&self.renaming));
+        let mut first = Ok(());
+        for (_, _, thread) in pending {
+            let done = thread
+                .join()
+                .unwrap_or_else(|_| Err(FsError::Other("archive sync thread panicked".into())));
+            if first.is_ok() {
+                first = done;
+            }
+        }
+        first
+    }
+
+    /// Waits for the renames under way whose source or target is `path`.
+    fn settle_path(&self, path: &str) -> Result<(), FsError> {
+        let mine: Vec<PendingRename> = {
+            let mut renaming = lock(&self.renaming);
+            let (mine, others) = std::mem::take(&mut *renaming)
+                .into_iter()
+                .partition(|(source, target, _)| source == path || target == path);
+            *renaming = others;
+            mine
+        };
+        for (_, _, thread) in mine {
+            thread
+                .join()
+                .unwrap_or_else(|_| Err(FsError::Other("archive sync thread panicked".into())))?;
+        }
+        Ok(())
     }
 
     pub fn root(&self) -> &Path {
@@ -103,6 +160,7 @@ impl Confined {
 
     pub fn stat(&self, path: &str) -> Result<Option<Stat>, FsError> {
         let full = self.resolve(path)?;
+        self.settle_path(path)?;
         match std::fs::symlink_metadata(&full) {
             Ok(meta) => Ok(Some(Stat {
                 size: if meta.is_dir() { 0 } else { meta.len() },
@@ -135,15 +193,19 @@ impl Confined {
         Ok(data)
     }
 
+    /// Atomic for readers (a temporary file renamed into place) but not
+    /// synced: the plugin writes manifests and `index.json` into its work
+    /// directory, which is temporary; what must reach the disk are the
+    /// archives, and `finish` + `rename` sync those.
     pub fn write_file(&self, path: &str, data: &[u8]) -> Result<(), FsError> {
         let full = self.resolve(path)?;
+        self.settle_path(path)?;
         let tmp_guest = format!("{path}.write.tmp");
         let tmp = self.resolve(&tmp_guest)?;
         self.temps.note_create(&tmp_guest);
         let written = (|| {
             let mut f = create_nofollow(&tmp)?;
             f.write_all(data)?;
-            f.sync_data()?;
             std::fs::rename(&tmp, &full)
         })();
         written.map_err(|e| {
@@ -152,16 +214,34 @@ impl Confined {
         })
     }
 
+    /// Renames `source` to `target`. A finished output is synced and
+    /// renamed in the background (see the module comment).
     pub fn rename(&self, source: &str, target: &str) -> Result<(), FsError> {
         let from = self.resolve(source)?;
         let to = self.resolve(target)?;
+        self.settle_path(source)?;
+        self.settle_path(target)?;
         self.temps.note_create(target);
-        std::fs::rename(&from, &to)
-            .map_err(|e| io_error(&e, &format!("rename {source} to {target}")))
+        let what = format!("rename {source} to {target}");
+        let Some(file) = lock(&self.finished).remove(source) else {
+            return std::fs::rename(&from, &to).map_err(|e| io_error(&e, &what));
+        };
+        let shown = source.to_owned();
+        let thread = std::thread::Builder::new()
+            .name("host-archive-sync".into())
+            .spawn(move || {
+                file.sync_all().map_err(|e| io_error(&e, &shown))?;
+                std::fs::rename(&from, &to).map_err(|e| io_error(&e, &what))
+            })
+            .map_err(|e| FsError::Other(format!("{source}: cannot start a sync thread: {e}")))?;
+        lock(&self.renaming).push((source.to_owned(), target.to_owned(), thread));
+        Ok(())
     }
 
     pub fn remove(&self, path: &str) -> Result<(), FsError> {
         let full = self.resolve(path)?;
+        self.settle_path(path)?;
+        lock(&self.finished).remove(path);
         if full == self.root {
             return Err(FsError::Denied(
                 "the bundle directory itself cannot be removed".into(),
@@ -182,6 +262,8 @@ impl Confined {
 
     pub fn list_dir(&self, path: &str) -> Result<Vec<String>, FsError> {
         let full = self.resolve(path)?;
+        // A rename under way would make the listing depend on timing.
+        self.settle()?;
         let mut names = Vec::new();
         for entry in std::fs::read_dir(&full).map_err(|e| io_error(&e, path))? {
             let entry = entry.map_err(|e| io_error(&e, path))?;
@@ -196,6 +278,8 @@ impl Confined {
 
     pub fn create_output(&self, path: &str) -> Result<Output, FsError> {
         let full = self.resolve(path)?;
+        self.settle_path(path)?;
+        lock(&self.finished).remove(path);
         self.temps.note_create(path);
         let file = create_nofollow(&full).map_err(|e| io_error(&e, path))?;
         Ok(Output {
@@ -220,11 +304,22 @@ impl Confined {
     /// Opens an existing regular file for reading without following a link.
     pub fn open_read(&self, path: &str) -> Result<File, FsError> {
         let full = self.resolve(path)?;
+        self.settle_path(path)?;
         let mut options = OpenOptions::new();
         options.read(true);
         no_follow(&mut options);
         options.open(&full).map_err(|e| io_error(&e, path))
     }
+}
+
+impl Drop for Confined {
+    fn drop(&mut self) {
+        let _ = self.settle();
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 fn too_big(path: &str, len: u64, max: u64) -> FsError {
@@ -294,12 +389,14 @@ impl Output {
         Ok(())
     }
 
-    /// Flushes, syncs and closes.
-    pub fn finish(&mut self) -> Result<(), FsError> {
+    /// Flushes and hands the file to `fs`, which syncs it when it is
+    /// renamed (see the module comment).
+    pub fn finish(&mut self, fs: &Confined) -> Result<(), FsError> {
         let path = &self.path;
-        let mut out = self.file.take().ok_or_else(|| finished(path))?;
-        out.flush().map_err(|e| io_error(&e, path))?;
-        out.get_ref().sync_all().map_err(|e| io_error(&e, path))
+        let out = self.file.take().ok_or_else(|| finished(path))?;
+        let file = out.into_inner().map_err(|e| io_error(e.error(), path))?;
+        lock(&fs.finished).insert(path.clone(), file);
+        Ok(())
     }
 }
 
@@ -368,6 +465,31 @@ mod tests {
     }
 
     #[test]
+    fn archives_are_renamed_behind_and_failures_surface() {
+        let dir = TempDir::new("fs-behind");
+        let fs = confined(&dir);
+        let mut out = fs.create_output("a.tar.tmp").unwrap();
+        out.write(b"archive").unwrap();
+        out.finish(&fs).unwrap();
+        fs.rename("a.tar.tmp", "a.tar").unwrap();
+        // Any later look at either name waits for the rename.
+        assert_eq!(fs.stat("a.tar.tmp").unwrap(), None);
+        assert_eq!(fs.read_file("a.tar", 100).unwrap(), b"archive");
+
+        // The rename itself fails in the background: reported by settle.
+        let mut out = fs.create_output("b.tar.tmp").unwrap();
+        out.finish(&fs).unwrap();
+        fs.rename("b.tar.tmp", "no-such-dir/b.tar").unwrap();
+        let e = fs.settle().unwrap_err();
+        assert!(
+            matches!(&e, FsError::NotFound(m) if m.contains("b.tar.tmp")),
+            "{e:?}"
+        );
+        assert!(fs.settle().is_ok(), "reported once");
+        assert!(dir.path().join("bundle/b.tar.tmp").exists());
+    }
+
+    #[test]
     fn a_full_disk_says_so() {
         let e = io_error(&io::Error::from(io::ErrorKind::StorageFull), "x.tar.tmp");
         assert_eq!(
@@ -401,7 +523,7 @@ mod tests {
         out.copy_from(&fs, "w.tmp/blobs/a", 2, 5).unwrap();
         out.write(b">").unwrap();
         assert!(out.copy_from(&fs, "w.tmp/blobs/a", 8, 5).is_err());
-        out.finish().unwrap();
+        out.finish(&fs).unwrap();
         assert!(out.write(b"late").is_err());
         fs.rename("x.tar.tmp", "x.tar").unwrap();
         assert_eq!(fs.read_file("x.tar", 100).unwrap(), b"<23456>");

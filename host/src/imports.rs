@@ -210,7 +210,7 @@ impl filesystem::HostOutput for StoreState {
 
     fn finish(&mut self, output: Resource<Output>) -> wasmtime::Result<Result<(), types::FsError>> {
         let out = self.table.get_mut(&output)?;
-        Ok(out.finish().map_err(fs_error))
+        Ok(out.finish(&self.run.fs).map_err(fs_error))
     }
 
     fn drop(&mut self, output: Resource<Output>) -> wasmtime::Result<()> {

@@ -322,6 +322,13 @@ impl Session {
             ))
         })?;
         let result = f(&bindings, &mut store);
+        // Archives written behind must be on disk and in place before the
+        // call counts as done (and before any cleanup after a failure).
+        let settled = self.run.fs.settle();
+        let result = match (result, settled) {
+            (Ok(Ok(_)), Err(e)) => Ok(Err(PullError::Filesystem(e.to_string()))),
+            (result, _) => result,
+        };
         let shown = self.plugin.path.display();
         let past_deadline = deadline.is_some_and(|at| Instant::now() >= at);
         let deadline_hit = match &result {
