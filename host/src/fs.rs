@@ -182,13 +182,16 @@ impl Confined {
         Ok(data)
     }
 
+    /// Atomic for readers (a temporary file renamed into place) but not
+    /// synced: the plugin writes manifests and `index.json` into its work
+    /// directory, which is temporary; what must reach the disk are the
+    /// archives, and `finish` syncs those.
     pub fn write_file(&self, path: &str, data: &[u8]) -> Result<(), FsError> {
         confine::components(path)?;
         let tmp = format!("{path}.write.tmp");
         let mut f = self.create_file(&tmp)?;
         let written = f
             .write_all(data)
-            .and_then(|()| f.sync_data())
             .map_err(|e| io_error(&e, path))
             .and_then(|()| self.rename(&tmp, path));
         if written.is_err() {

@@ -51,7 +51,7 @@ pub fn host_world() -> String {
 /// Compiles the component at `path` and describes it. Fails (one line) only
 /// when it is not a readable, valid component.
 pub fn inspect(path: &Path) -> Result<Inspection, String> {
-    let (engine, component) = session::compile(path)?;
+    let (engine, component, _) = session::compile(path, None)?;
     let size = std::fs::metadata(path).map_or(0, |m| m.len());
     let ty = component.component_type();
     let imports: Vec<Item> = ty

@@ -41,6 +41,7 @@
 mod bindings;
 pub mod bounds;
 pub mod cancel;
+pub mod compile_cache;
 pub mod events;
 pub mod fs;
 mod imports;
@@ -59,6 +60,7 @@ pub use bindings::deckhouse::packages_mirror::types::{
     Archive, PackageSummary, PullError, PullOptions, PullSummary,
 };
 pub use cancel::Cancel;
+pub use compile_cache::CacheOutcome;
 pub use events::{EventSink, LogLevel, Progress, StderrSink, Transfer};
 pub use session::{
     CallError, DEFAULT_CALL_TIMEOUT, DEFAULT_MAX_OPEN_OUTPUTS, DEFAULT_MEMORY_LIMIT, HostConfig,

@@ -19,8 +19,8 @@ use host::registry::credentials::{self, CredError, Explicit};
 use host::registry::{RegistryConfig, Source};
 use host::units::{parse_chunk_size, parse_duration};
 use host::{
-    CallError, EventSink, HostConfig, LogLevel, Plugin, PullError, PullOptions, PullSummary,
-    Session,
+    CacheOutcome, CallError, EventSink, HostConfig, LogLevel, Plugin, PullError, PullOptions,
+    PullSummary, Session,
 };
 
 const EXIT_FAILED: u8 = 1;
@@ -48,6 +48,12 @@ struct Cli {
     /// are still repeated in the summary).
     #[arg(long, short, global = true, conflicts_with = "log_level")]
     quiet: bool,
+
+    /// Compile the plugin every time instead of keeping its compiled code in
+    /// $PACKAGES_MIRROR_CACHE_DIR, $XDG_CACHE_HOME/packages-mirror or
+    /// ~/.cache/packages-mirror.
+    #[arg(long, global = true, env = "PACKAGES_MIRROR_NO_COMPILE_CACHE")]
+    no_compile_cache: bool,
 
     #[command(subcommand)]
     command: Command,
@@ -154,8 +160,8 @@ struct PullArgs {
     /// Time limit of the access check, e.g. 30s, 5m.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     timeout: Option<Duration>,
-    /// Registry transfers run at once.
-    #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
+    /// Registry transfers run at once (default: 4 per CPU, at least 8, at most 64).
+    #[arg(long, value_name = "N", default_value_t = host::registry::default_concurrency(), value_parser = clap::value_parser!(u16).range(1..=256))]
     concurrency: u16,
     /// Memory the plugin may use (its linear memory), e.g. 512MiB, 2GiB.
     #[arg(long, value_name = "SIZE", default_value = "1GiB", value_parser = parse_memory_limit)]
@@ -203,7 +209,12 @@ fn main() -> ExitCode {
                 !cli.quiet && level >= LogLevel::Info,
                 terminal,
             ));
-            run_pull(&plugin, args, level, &sink)
+            let cache_dir = if cli.no_compile_cache {
+                None
+            } else {
+                host::compile_cache::default_dir()
+            };
+            run_pull(&plugin, cache_dir.as_deref(), args, level, &sink)
         }
         Command::Inspect { plugin } => inspect(&plugin),
         Command::Completions { shell } => {
@@ -215,11 +226,17 @@ fn main() -> ExitCode {
 }
 
 /// Runs the pull and prints the summary (text or JSON) and the error line.
-fn run_pull(plugin: &Path, args: PullArgs, level: LogLevel, sink: &Arc<CliSink>) -> ExitCode {
+fn run_pull(
+    plugin: &Path,
+    cache_dir: Option<&Path>,
+    args: PullArgs,
+    level: LogLevel,
+    sink: &Arc<CliSink>,
+) -> ExitCode {
     let started = Instant::now();
     let (output, verbose) = (args.output, args.verbose_summary);
     let (source, bundle_dir) = (args.source.clone(), args.bundle_dir.clone());
-    let (calls, failure) = match pull(plugin, args, level, sink) {
+    let (calls, failure) = match pull(plugin, cache_dir, args, level, sink) {
         Ok(done) => (done.calls, done.failure),
         Err(failure) => (Vec::new(), Some(failure)),
     };
@@ -314,6 +331,7 @@ struct Done {
 
 fn pull(
     plugin: &Path,
+    cache_dir: Option<&Path>,
     args: PullArgs,
     log_level: LogLevel,
     sink: &Arc<CliSink>,
@@ -343,7 +361,16 @@ fn pull(
         sink.log(LogLevel::Debug, &line);
     }
     let credentials = found.map(|f| f.credentials);
-    let plugin = Plugin::load(plugin).map_err(|m| Failure::new(EXIT_FAILED, m))?;
+    let plugin =
+        Plugin::load_with_cache(plugin, cache_dir).map_err(|m| Failure::new(EXIT_FAILED, m))?;
+    if log_level >= LogLevel::Debug {
+        let line = format!(
+            "plugin loaded in {} ms ({})",
+            plugin.load_time().as_millis(),
+            describe_cache(plugin.cache_outcome())
+        );
+        sink.log(LogLevel::Debug, &line);
+    }
     let created_bundle_dir = prepare_bundle_dir(&args.bundle_dir, args.dry_run)?;
 
     let mut registry = RegistryConfig::new(source.clone());
@@ -395,6 +422,19 @@ fn pull(
         Ok(()) => None,
     };
     Ok(Done { calls, failure })
+}
+
+fn describe_cache(outcome: &CacheOutcome) -> String {
+    let shown = |p: &Path| host::events::sanitize(&p.display().to_string());
+    match outcome {
+        CacheOutcome::Off => "compiled; compile cache off".into(),
+        CacheOutcome::Hit(p) => format!("from the compile cache {}", shown(p)),
+        CacheOutcome::Stored(p) => format!("compiled; cached in {}", shown(p)),
+        CacheOutcome::Unusable(why) => format!(
+            "compiled; compile cache unusable: {}",
+            host::events::sanitize(why)
+        ),
+    }
 }
 
 /// Runs `pull-packages` (unless skipped) and then `pull-package-versions`;

@@ -11,6 +11,7 @@ use wasmtime_wasi::WasiCtx;
 
 use crate::bindings::{PackagesMirror, PackagesMirrorPre};
 use crate::cancel::Cancel;
+use crate::compile_cache::{self, CacheOutcome};
 use crate::events::{EventSink, Events, LogLevel, StderrSink};
 use crate::fs::Confined;
 use crate::imports::{RunContext, StoreState};
@@ -49,6 +50,8 @@ const CORE_MODULE_VERSION: &[u8] = &[0x01, 0x00, 0x00, 0x00];
 pub struct Plugin {
     path: PathBuf,
     pre: PackagesMirrorPre<StoreState>,
+    cache: CacheOutcome,
+    load_time: Duration,
 }
 
 impl std::fmt::Debug for Plugin {
@@ -64,8 +67,20 @@ impl Plugin {
     /// naming the path: missing or unreadable file, not a component, or a
     /// component of another world.
     pub fn load(path: &Path) -> Result<Plugin, String> {
-        let (engine, component) = compile(path)?;
-        Plugin::link(path, &engine, &component)
+        Self::load_with_cache(path, None)
+    }
+
+    /// Like [`Plugin::load`], with a cache of compiled components in
+    /// `cache_dir` (see [`compile_cache`]): the first load compiles and
+    /// stores the artifact, later loads of the same plugin by the same host
+    /// build skip compiling. Any cache problem falls back to compiling.
+    pub fn load_with_cache(path: &Path, cache_dir: Option<&Path>) -> Result<Plugin, String> {
+        let started = Instant::now();
+        let (engine, component, cache) = compile(path, cache_dir)?;
+        let mut plugin = Plugin::link(path, &engine, &component)?;
+        plugin.cache = cache;
+        plugin.load_time = started.elapsed();
+        Ok(plugin)
     }
 
     /// Checks that an already compiled component is of this host's world and
@@ -94,11 +109,24 @@ impl Plugin {
         Ok(Plugin {
             path: path.to_path_buf(),
             pre,
+            cache: CacheOutcome::Off,
+            load_time: Duration::ZERO,
         })
     }
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Whether the compiled code came from the cache.
+    pub fn cache_outcome(&self) -> &CacheOutcome {
+        &self.cache
+    }
+
+    /// How long [`Plugin::load`] took: reading, compiling or loading from
+    /// the cache, type-checking and linking.
+    pub fn load_time(&self) -> Duration {
+        self.load_time
     }
 }
 
@@ -443,7 +471,12 @@ impl wasmtime::ResourceLimiter for Limits {
 /// Reads and compiles the component at `path` on an engine set up for
 /// this host (epoch interruption for the call deadline). Errors are one line
 /// naming the path: missing or unreadable file, not a component.
-pub(crate) fn compile(path: &Path) -> Result<(Engine, wasmtime::component::Component), String> {
+/// Reads and compiles (or loads from `cache_dir`, see [`compile_cache`]) the
+/// component at `path`; errors are one line naming the path.
+pub(crate) fn compile(
+    path: &Path,
+    cache_dir: Option<&Path>,
+) -> Result<(Engine, wasmtime::component::Component, CacheOutcome), String> {
     let shown = path.display();
     let bytes = std::fs::read(path).map_err(|e| format!("cannot read plugin {shown}: {e}"))?;
     if !bytes.starts_with(WASM_MAGIC) {
@@ -460,9 +493,13 @@ pub(crate) fn compile(path: &Path) -> Result<(Engine, wasmtime::component::Compo
     config.epoch_interruption(true);
     let engine = Engine::new(&config)
         .map_err(|e| format!("cannot set up the WebAssembly engine: {}", one_line(&e)))?;
-    let component = wasmtime::component::Component::new(&engine, &bytes)
+    let compiled = match cache_dir {
+        Some(dir) => compile_cache::load_or_compile(&engine, &bytes, dir),
+        None => wasmtime::component::Component::new(&engine, &bytes).map(|c| (c, CacheOutcome::Off)),
+    };
+    let (component, cache) = compiled
         .map_err(|e| format!("plugin {shown} is not a valid component: {}", one_line(&e)))?;
-    Ok((engine, component))
+    Ok((engine, component, cache))
 }
 
 /// Checks, before linking, that the component is a packages-mirror plugin of

@@ -6,6 +6,7 @@
 //! ([`second_host`]).
 
 pub mod artifacts;
+pub mod bench;
 pub mod bundle;
 pub mod env;
 pub mod fixture;

@@ -94,6 +94,14 @@ impl Default for RetryPolicy {
     }
 }
 
+/// Transfers at once by default: 4 per CPU (a transfer mostly waits on the
+/// network; hashing and writing take a fraction of a core), at least 8 so a
+/// small machine still hides round trips to a distant registry, at most 64.
+pub fn default_concurrency() -> u16 {
+    let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
+    u16::try_from(cpus.saturating_mul(4).clamp(8, 64)).unwrap_or(64)
+}
+
 /// Everything the registry client needs to know.
 #[derive(Debug, Clone)]
 pub struct RegistryConfig {
@@ -121,7 +129,7 @@ impl RegistryConfig {
             tls_skip_verify: false,
             tls_ca_file: None,
             credentials: None,
-            concurrency: 8,
+            concurrency: usize::from(default_concurrency()),
             retry: RetryPolicy::default(),
             connect_timeout: Duration::from_secs(30),
             read_timeout: Duration::from_secs(300),
