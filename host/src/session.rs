@@ -495,7 +495,9 @@ pub(crate) fn compile(
         .map_err(|e| format!("cannot set up the WebAssembly engine: {}", one_line(&e)))?;
     let compiled = match cache_dir {
         Some(dir) => compile_cache::load_or_compile(&engine, &bytes, dir),
-        None => wasmtime::component::Component::new(&engine, &bytes).map(|c| (c, CacheOutcome::Off)),
+        None => {
+            wasmtime::component::Component::new(&engine, &bytes).map(|c| (c, CacheOutcome::Off))
+        }
     };
     let (component, cache) = compiled
         .map_err(|e| format!("plugin {shown} is not a valid component: {}", one_line(&e)))?;

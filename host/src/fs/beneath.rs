@@ -37,6 +37,26 @@ impl Root {
     /// Opens `parts` (a path split by `confine::components`; empty = the
     /// root) with `flags`, creating files with mode 0644 under `CREATE`.
     pub fn open_at(&self, parts: &[&str], flags: OFlags) -> io::Result<OwnedFd> {
+        match self.open_beneath(parts, flags) {
+            // `O_DIRECTORY | O_NOFOLLOW` on a symlink says "not a directory";
+            // tell the user it was a link that was not followed.
+            Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) && self.has_symlink(parts) => {
+                Err(io::Error::from_raw_os_error(libc::ELOOP))
+            }
+            other => other,
+        }
+    }
+
+    /// Whether a component of `parts` is a symlink (only to name an error:
+    /// nothing is opened through it).
+    fn has_symlink(&self, parts: &[&str]) -> bool {
+        (1..=parts.len()).any(|n| {
+            rustix::fs::statat(&self.0, parts[..n].join("/"), AtFlags::SYMLINK_NOFOLLOW)
+                .is_ok_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::Symlink)
+        })
+    }
+
+    fn open_beneath(&self, parts: &[&str], flags: OFlags) -> io::Result<OwnedFd> {
         // openat2 refuses a mode without O_CREAT (EINVAL).
         let mode = if flags.contains(OFlags::CREATE) {
             Mode::from_raw_mode(0o644)
