@@ -101,7 +101,7 @@ enum OutputFormat {
 #[derive(Subcommand, Debug)]
 enum Action {
     /// Pull packages (unless --no-packages) and package versions into a bundle directory.
-    Pull(PullArgs),
+    Pull(Box<PullArgs>),
 }
 
 #[derive(Args, Debug)]
@@ -214,7 +214,7 @@ fn main() -> ExitCode {
             } else {
                 host::compile_cache::default_dir()
             };
-            run_pull(&plugin, cache_dir.as_deref(), args, level, &sink)
+            run_pull(&plugin, cache_dir.as_deref(), *args, level, &sink)
         }
         Command::Inspect { plugin } => inspect(&plugin),
         Command::Completions { shell } => {

@@ -7,9 +7,14 @@ use crate::ports::{
     self, Descriptor, FileStat, FsError, ImageRef, LayerFile, Level, RegistryError,
 };
 
-wit_bindgen::generate!({ path: "../wit", world: "packages-mirror" });
+// The generated import shims take one argument per flattened WIT field.
+#[allow(clippy::too_many_arguments)]
+mod bindings {
+    wit_bindgen::generate!({ path: "../wit", world: "packages-mirror" });
+}
+use bindings::{Guest, PullError, PullOptions, PullSummary, export};
 
-use deckhouse::packages_mirror::{events, filesystem, registry, types};
+use bindings::deckhouse::packages_mirror::{events, filesystem, registry, types};
 
 struct Component;
 
@@ -23,7 +28,7 @@ impl Guest for Component {
     }
 }
 
-export!(Component);
+export!(Component with_types_in bindings);
 
 fn run(
     options: PullOptions,

@@ -2,9 +2,14 @@
 
 use std::fmt::Debug;
 
-wit_bindgen::generate!({ path: "../../wit", world: "packages-mirror" });
+// The generated import shims take one argument per flattened WIT field.
+#[allow(clippy::too_many_arguments)]
+mod bindings {
+    wit_bindgen::generate!({ path: "../../wit", world: "packages-mirror" });
+}
 
-use deckhouse::packages_mirror::{events, filesystem, registry};
+use bindings::deckhouse::packages_mirror::{events, filesystem, registry};
+use bindings::{Guest, PullError, PullOptions, PullSummary, export};
 
 struct Hostile;
 
@@ -39,7 +44,7 @@ impl Guest for Hostile {
     }
 }
 
-export!(Hostile);
+export!(Hostile with_types_in bindings);
 
 fn summary(warnings: Vec<String>) -> PullSummary {
     PullSummary {
