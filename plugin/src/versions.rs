@@ -97,19 +97,8 @@ fn pull_one(host: &Host, opts: &Options, name: &str, dir: &str) -> Result<Packag
     let channels = puller::resolve_and_fetch(host, &channel_refs, |_| {})?;
     store(host, &repos, &mut layout, &channels)?;
 
-    let mut tags: Vec<String> = Vec::new();
-    for image in &channels {
-        let files = puller::read_image_files(host, image, Some(&layout), &[metadata::VERSION_JSON])
-            .map_err(|e| e.into_error(format!("reading version.json of {}", image.source)))?;
-        if let Some(Ok(v)) = files
-            .get(metadata::VERSION_JSON)
-            .map(|c| metadata::parse_version_json(c))
-            && !tags.contains(&v)
-        {
-            tags.push(v);
-        }
-    }
-    let versions = tags.clone();
+    let versions = channel_versions(host, &channels, Some(&layout))?;
+    let mut tags = versions.clone();
     tags.extend(listed_tags(host, &repo)?);
     let mut rest: Vec<ImageRef> = Vec::new();
     for tag in tags {
@@ -146,31 +135,56 @@ fn plan_one(host: &Host, opts: &Options, name: &str) -> Result<PackageSummary> {
         .into_iter()
         .map(|c| ImageRef::new(&repo, c))
         .collect();
-    let mut planned: Vec<String> = Vec::new();
-    for (r, resolved) in channel_refs
+    let channels = puller::resolve_and_fetch(host, &channel_refs, |_| {})?;
+    let versions = channel_versions(host, &channels, None)?;
+    let mut planned: Vec<String> = channels
         .iter()
-        .zip(puller::resolve(host, &channel_refs))
-    {
-        if resolved?.is_some() {
-            planned.push(r.reference.clone());
-        }
-    }
+        .map(|c| c.source.reference.clone())
+        .collect();
     for tag in listed_tags(host, &repo)? {
         if !planned.contains(&tag) {
             planned.push(tag);
         }
     }
-    host.info(format!(
-        "dry run: package {name}: would pull {} release image(s) into {ARCHIVE}: {}",
-        planned.len(),
-        planned.join(", ")
-    ));
+    if planned.is_empty() {
+        host.info(format!("dry run: package {name}: no release images"));
+    } else {
+        host.info(format!(
+            "dry run: package {name}: would pull {} release image(s) into {ARCHIVE}: {}",
+            planned.len(),
+            planned.join(", ")
+        ));
+    }
     Ok(PackageSummary {
         name: name.to_string(),
-        versions: Vec::new(),
+        versions,
         images: planned.len() as u32,
         vex_images: 0,
     })
+}
+
+/// The versions the channels name (their `version.json`), each once, in
+/// channel order. A channel without a usable `version.json` names none:
+/// `pull-packages` already warned about it. Reads from `layout` when the
+/// images are stored there, else from the registry.
+fn channel_versions(
+    host: &Host,
+    channels: &[Image],
+    layout: Option<&Layout>,
+) -> Result<Vec<String>> {
+    let mut versions: Vec<String> = Vec::new();
+    for image in channels {
+        let files = puller::read_image_files(host, image, layout, &[metadata::VERSION_JSON])
+            .map_err(|e| e.into_error(format!("reading version.json of {}", image.source)))?;
+        if let Some(Ok(v)) = files
+            .get(metadata::VERSION_JSON)
+            .map(|c| metadata::parse_version_json(c))
+            && !versions.contains(&v)
+        {
+            versions.push(v);
+        }
+    }
+    Ok(versions)
 }
 
 /// The valid tags of a version repository; a registry that cannot list
