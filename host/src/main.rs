@@ -157,7 +157,8 @@ struct PullArgs {
     /// The source is a pull-through cache that refuses tag listing.
     #[arg(long)]
     proxy_registry: bool,
-    /// Time limit of the access check, e.g. 30s, 5m.
+    /// Time limit of the access check (listing <root>/packages), e.g. 30s, 5m [default: none
+    /// beyond the 30 s connect and 300 s read timeouts of every request].
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     timeout: Option<Duration>,
     /// Registry transfers run at once (default: 4 per CPU, at least 8, at most 64).
@@ -234,7 +235,7 @@ fn run_pull(
     sink: &Arc<CliSink>,
 ) -> ExitCode {
     let started = Instant::now();
-    let (output, verbose) = (args.output, args.verbose_summary);
+    let (output, verbose, dry_run) = (args.output, args.verbose_summary, args.dry_run);
     let (source, bundle_dir) = (args.source.clone(), args.bundle_dir.clone());
     let (calls, failure) = match pull(plugin, cache_dir, args, level, sink) {
         Ok(done) => (done.calls, done.failure),
@@ -243,6 +244,9 @@ fn run_pull(
     sink.finish();
     let borrowed: Vec<(&str, &PullSummary)> = calls.iter().map(|(c, s)| (*c, s)).collect();
     let mut report = Report::new(&borrowed, &source, &bundle_dir);
+    // The flag, not the summaries: a run that failed before any call
+    // finished has no summary to say it was a dry run.
+    report.dry_run = dry_run;
     report.transfer = sink.stats();
     report.elapsed_seconds = started.elapsed().as_secs_f64();
     let code = failure.as_ref().map_or(0, |f| f.code);
@@ -406,6 +410,7 @@ fn pull(
         &session,
         &options,
         args.no_packages && !args.only_extra_images,
+        sink,
     );
     let cancelled =
         session.cancel_handle().is_cancelled() && !matches!(result, Err(CallError::Limit(_)));
@@ -444,9 +449,11 @@ fn run_calls(
     session: &Session,
     options: &PullOptions,
     skip_packages: bool,
+    sink: &CliSink,
 ) -> (Vec<(&'static str, PullSummary)>, Result<(), CallError>) {
     let mut done = Vec::new();
     if !skip_packages {
+        sink.call_started("pull-packages: one package-<name>.tar per package");
         match session.pull_packages(options) {
             Ok(s) => done.push(("pull-packages", s)),
             Err(e) => return (done, Err(e)),
@@ -455,6 +462,9 @@ fn run_calls(
             return (done, Ok(()));
         }
     }
+    sink.call_started(
+        "pull-package-versions: every package's release images into package-versions.tar",
+    );
     match session.pull_package_versions(options) {
         Ok(s) => done.push(("pull-package-versions", s)),
         Err(e) => return (done, Err(e)),

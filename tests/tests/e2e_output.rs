@@ -124,6 +124,21 @@ fn json_output_on_failure_and_usage_error() {
         "{doc}"
     );
     assert!(out.stderr.contains("error: "), "{}", out.transcript());
+    assert_eq!(doc["dry_run"], false, "{doc}");
+
+    // A dry run that fails before any call finished is still reported as one.
+    let out = process::run(
+        &mut tests::pull::pull_command(&art, &source, &bundle, &["--output", "json", "--dry-run"]),
+        Duration::from_secs(240),
+    )
+    .unwrap();
+    assert_eq!(out.code(), Some(1), "{}", out.transcript());
+    let doc = json_doc(&out);
+    assert_eq!(
+        (doc["status"].as_str(), doc["dry_run"].as_bool()),
+        (Some("failed"), Some(true)),
+        "{doc}"
+    );
 
     // A usage error found by the plugin (a bad filter, not a bad flag): exit 2.
     let out = process::run(
@@ -162,6 +177,19 @@ fn plain_progress_framed_summary_and_quiet() {
     assert!(escapes(&out.stderr).is_empty(), "{}", out.transcript());
     assert!(escapes(&out.stdout).is_empty(), "{}", out.transcript());
     assert!(!out.stderr.contains('\r'), "{}", out.transcript());
+    // Each call is announced, so the second call's [1/N] lines are not read
+    // as a repeat of the first's.
+    let announced = |call: &str| {
+        out.stderr
+            .lines()
+            .position(|l| l.starts_with(&format!("info: {call}: ")))
+            .unwrap_or_else(|| panic!("{call} is not announced:\n{}", out.stderr))
+    };
+    assert!(
+        announced("pull-packages") < announced("pull-package-versions"),
+        "{}",
+        out.stderr
+    );
     let progress: Vec<&str> = out
         .stderr
         .lines()

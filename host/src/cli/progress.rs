@@ -99,6 +99,19 @@ impl CliSink {
         }
     }
 
+    /// Announces an export call, so that the second call's `[1/N]` package
+    /// lines do not read as a repeat of the first call's.
+    pub fn call_started(&self, title: &str) {
+        if !self.show_progress {
+            return;
+        }
+        match (self.format, &self.bars) {
+            (LogFormat::Json, _) => self.json_line(LogLevel::Info, title, Map::new()),
+            (LogFormat::Text, Some(_)) => self.text_line(title),
+            (LogFormat::Text, None) => self.text_line(&format!("info: {title}")),
+        }
+    }
+
     /// A message of the host itself (Ctrl+C), printed as is in text mode.
     pub fn notice(&self, level: LogLevel, text: &str) {
         match self.format {
