@@ -60,20 +60,31 @@ fn remove_old_bundle(dir: &Path) -> Result<()> {
     fs::remove_dir_all(dir).with_context(|| format!("removing {}", dir.display()))
 }
 
+const USAGE: &str = "usage: demo [--serve] [BUNDLE_DIR]\n\n\
+     Starts a throwaway docker-registry on 127.0.0.1, seeds it with the test\n\
+     package tree, runs `host run plugin.wasm pull` into BUNDLE_DIR (default\n\
+     ./demo-bundle, removed first) and lists the bundle.\n\
+     --serve keeps the registry running afterwards, for your own commands,\n\
+     until Enter is pressed.\n\
+     DEMO_SLOW_MS=N slows every registry answer down by N ms per chunk.\n\
+     Build the artifacts first: bash tests/build.sh";
+
 fn run() -> Result<ExitCode> {
-    let arg = std::env::args_os().nth(1);
-    if arg.as_deref().is_some_and(|a| a == "-h" || a == "--help") {
-        println!(
-            "usage: demo [BUNDLE_DIR]\n\n\
-             Starts a throwaway docker-registry on 127.0.0.1, seeds it with the test\n\
-             package tree, runs `host run plugin.wasm pull` into BUNDLE_DIR (default\n\
-             ./demo-bundle, removed first) and lists the bundle.\n\
-             DEMO_SLOW_MS=N slows every registry answer down by N ms per chunk.\n\
-             Build the artifacts first: bash tests/build.sh"
-        );
-        return Ok(ExitCode::SUCCESS);
+    let mut serve = false;
+    let mut bundle_arg = None;
+    for arg in std::env::args_os().skip(1) {
+        match arg.to_str() {
+            Some("-h" | "--help") => {
+                println!("{USAGE}");
+                return Ok(ExitCode::SUCCESS);
+            }
+            Some("--serve") => serve = true,
+            Some(flag) if flag.starts_with('-') => bail!("unknown option {flag:?}\n{USAGE}"),
+            _ if bundle_arg.is_none() => bundle_arg = Some(arg),
+            _ => bail!("more than one bundle directory given\n{USAGE}"),
+        }
     }
-    let bundle_dir = PathBuf::from(arg.unwrap_or_else(|| "demo-bundle".into()));
+    let bundle_dir = PathBuf::from(bundle_arg.unwrap_or_else(|| "demo-bundle".into()));
     let bundle_dir = if bundle_dir.is_absolute() {
         bundle_dir
     } else {
@@ -133,6 +144,9 @@ fn run() -> Result<ExitCode> {
             bundle_dir.display()
         );
     }
+    if serve {
+        serve_until_enter(&art, &fixture.root)?;
+    }
     drop(registry);
     println!("registry stopped");
     Ok(match status.code() {
@@ -140,4 +154,23 @@ fn run() -> Result<ExitCode> {
         Some(c) => ExitCode::from(u8::try_from(c).unwrap_or(1)),
         None => ExitCode::FAILURE,
     })
+}
+
+/// Keeps the registry (owned by the caller) up for the user's own commands
+/// until Enter, or end of input when stdin is not a terminal.
+fn serve_until_enter(art: &artifacts::Artifacts, source: &str) -> Result<()> {
+    println!(
+        "\nThe registry stays up at {source} (plain HTTP, so pass --insecure). Try:\n\n  \
+         {host} run {plugin} pull --insecure --source {source} --dry-run /tmp/try-bundle\n  \
+         {host} run {plugin} pull --insecure --source {source} --output json \\\n      \
+         --include-package 'console@~1.2' /tmp/try-bundle\n\n\
+         Press Enter to stop it.",
+        host = art.host.display(),
+        plugin = art.plugin.display(),
+    );
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .context("waiting for Enter")?;
+    Ok(())
 }
