@@ -61,6 +61,10 @@ pub struct CliSink {
     /// When the last plain byte progress line was printed.
     last_plain: Mutex<Instant>,
     first_byte: Mutex<Option<Instant>>,
+    /// The title of the export call that started, shown with its first
+    /// progress event (a call that fails at once, e.g. on a bad filter,
+    /// prints only its error).
+    call_title: Mutex<Option<String>>,
 }
 
 impl CliSink {
@@ -76,6 +80,7 @@ impl CliSink {
             status: Mutex::default(),
             last_plain: Mutex::new(Instant::now()),
             first_byte: Mutex::default(),
+            call_title: Mutex::default(),
         }
     }
 
@@ -99,15 +104,25 @@ impl CliSink {
         }
     }
 
-    /// Announces an export call, so that the second call's `[1/N]` package
-    /// lines do not read as a repeat of the first call's.
+    /// Announces an export call (with its first progress event), so that
+    /// the second call's `[1/N]` package lines do not read as a repeat of
+    /// the first call's.
     pub fn call_started(&self, title: &str) {
-        if !self.show_progress {
+        *self.call_title.lock().unwrap_or_else(|e| e.into_inner()) = Some(title.to_owned());
+    }
+
+    fn show_call_title(&self) {
+        let Some(title) = self
+            .call_title
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        else {
             return;
-        }
+        };
         match (self.format, &self.bars) {
-            (LogFormat::Json, _) => self.json_line(LogLevel::Info, title, Map::new()),
-            (LogFormat::Text, Some(_)) => self.text_line(title),
+            (LogFormat::Json, _) => self.json_line(LogLevel::Info, &title, Map::new()),
+            (LogFormat::Text, Some(_)) => self.text_line(&title),
             (LogFormat::Text, None) => self.text_line(&format!("info: {title}")),
         }
     }
@@ -252,6 +267,7 @@ impl EventSink for CliSink {
         if !self.show_progress {
             return;
         }
+        self.show_call_title();
         if self.format == LogFormat::Json {
             self.json_line(
                 LogLevel::Info,
