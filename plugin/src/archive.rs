@@ -187,7 +187,9 @@ impl<'h, 'a> ChunkedWriter<'h, 'a> {
         let mut rest = &data[..];
         while !rest.is_empty() {
             let room = self.room()?;
-            let n = (room as usize).min(rest.len());
+            // Not `room as usize`: on wasm32 a room of 4 GiB would be 0
+            // and this loop would never end.
+            let n = usize::try_from(room).map_or(rest.len(), |room| room.min(rest.len()));
             let path = self.parts.last().map(|p| p.0.clone()).unwrap_or_default();
             let out = self.current.as_mut().expect("room opened an output");
             out.write(&rest[..n]).ctx(&path)?;

@@ -374,6 +374,31 @@ fn chunked_archives_concatenate_to_the_unchunked_tar() {
     );
 }
 
+/// The plugin is 32-bit: chunk sizes at and past 4 GiB once wrapped to a
+/// room of 0 bytes and spun forever. Each archive must now be one chunk.
+#[test]
+fn chunk_sizes_past_four_gib_give_one_chunk_per_archive() {
+    let env = Env::new();
+    env.pull_ok("whole", &[]);
+    let expected = env.fixture.expected_unfiltered();
+    for size in ["4GiB", "4294967297B"] {
+        let dir = format!("chunked-{size}");
+        // A regression ends at the call limit instead of hanging the test.
+        env.pull_ok(
+            &dir,
+            &["--images-bundle-chunk-size", size, "--call-timeout", "2m"],
+        );
+        let names = dir_names(&env.path(&dir)).unwrap();
+        let want: Vec<String> = expected.keys().map(|a| format!("{a}.0000.chunk")).collect();
+        assert_eq!(names, want, "with chunks of {size}");
+        for archive in expected.keys() {
+            let chunk = fs::read(env.path(&dir).join(format!("{archive}.0000.chunk"))).unwrap();
+            let whole = fs::read(env.path("whole").join(archive)).unwrap();
+            assert!(chunk == whole, "{archive} with chunks of {size}");
+        }
+    }
+}
+
 #[test]
 fn dry_run_writes_nothing() {
     let env = Env::new();
