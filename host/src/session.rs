@@ -39,6 +39,10 @@ const EPOCH_TICK: Duration = Duration::from_millis(50);
 /// After the deadline, how long a call blocked in a host import may take to
 /// come back before the session is cancelled to make it return.
 const DEADLINE_GRACE: Duration = Duration::from_secs(2);
+/// After a cancellation (Ctrl+C), how long the plugin's own code may keep
+/// running before the host stops it: a well-behaved plugin returns at its
+/// next `events.cancelled` check; a stuck one must not hold the user.
+pub const CANCEL_GRACE: Duration = Duration::from_secs(5);
 
 const EXPORTS: [&str; 2] = ["pull-packages", "pull-package-versions"];
 
@@ -315,12 +319,20 @@ impl Session {
         let mut store = Store::new(self.plugin.pre.engine(), state);
         store.limiter(|s| &mut s.limits);
         let deadline = self.call_timeout.map(|t| Instant::now() + t);
+        let cancel = self.cancel.clone();
+        let mut cancel_seen: Option<Instant> = None;
         store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(move |_| match deadline {
-            Some(at) if Instant::now() >= at => Err(wasmtime::Error::new(DeadlineExceeded)),
-            _ => Ok(UpdateDeadline::Continue(1)),
+        store.epoch_deadline_callback(move |_| {
+            let now = Instant::now();
+            if deadline.is_some_and(|at| now >= at) {
+                return Err(wasmtime::Error::new(DeadlineExceeded));
+            }
+            if cancel.is_cancelled() && now >= *cancel_seen.get_or_insert(now) + CANCEL_GRACE {
+                return Err(wasmtime::Error::new(CancelIgnored));
+            }
+            Ok(UpdateDeadline::Continue(1))
         });
-        let _ticker = deadline.map(|at| Ticker::start(self.plugin.pre.engine(), at, &self.cancel));
+        let _ticker = Ticker::start(self.plugin.pre.engine(), deadline, &self.cancel);
         let bindings = self.plugin.pre.instantiate(&mut store).map_err(|e| {
             CallError::Host(format!(
                 "cannot instantiate plugin {}: {}",
@@ -346,6 +358,16 @@ impl Session {
         match result {
             Ok(Ok(summary)) => Ok(summary),
             Ok(Err(e)) => Err(CallError::Pull(e)),
+            Err(ref e) if e.downcast_ref::<CancelIgnored>().is_some() => {
+                self.run.events.log(
+                    LogLevel::Warn,
+                    &format!(
+                        "plugin {shown} kept running {} after the cancellation; stopped",
+                        human_duration(CANCEL_GRACE)
+                    ),
+                );
+                Err(CallError::Pull(PullError::Cancelled))
+            }
             // wasmtime wraps an import's error in a backtrace: look inside.
             Err(ref e) if let Some(limit) = e.downcast_ref::<crate::bounds::LimitExceeded>() => {
                 Err(CallError::Limit(format!(
@@ -392,18 +414,31 @@ impl std::fmt::Display for DeadlineExceeded {
 
 impl std::error::Error for DeadlineExceeded {}
 
+/// The error the epoch callback raises once the plugin has ignored a
+/// cancellation for [`CANCEL_GRACE`].
+#[derive(Debug)]
+struct CancelIgnored;
+
+impl std::fmt::Display for CancelIgnored {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the plugin did not stop after the cancellation")
+    }
+}
+
+impl std::error::Error for CancelIgnored {}
+
 /// Advances the engine's epoch while a call runs, so the store's deadline
-/// callback gets to look at the clock. If the call is still running
-/// [`DEADLINE_GRACE`] after the deadline (blocked in a host import, where
-/// epochs are not checked), it cancels the session so that the import
-/// returns. Stopped when dropped.
+/// callback gets to look at the clock and the cancellation. If the call is
+/// still running [`DEADLINE_GRACE`] after the deadline (blocked in a host
+/// import, where epochs are not checked), it cancels the session so that the
+/// import returns. Stopped when dropped.
 struct Ticker {
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Ticker {
-    fn start(engine: &Engine, deadline: Instant, cancel: &Cancel) -> Ticker {
+    fn start(engine: &Engine, deadline: Option<Instant>, cancel: &Cancel) -> Ticker {
         let stop = Arc::new(AtomicBool::new(false));
         let engine = engine.clone();
         let cancel = cancel.clone();
@@ -414,7 +449,8 @@ impl Ticker {
                 while !flag.load(Ordering::SeqCst) {
                     std::thread::park_timeout(EPOCH_TICK);
                     engine.increment_epoch();
-                    if Instant::now() >= deadline + DEADLINE_GRACE && !cancel.is_cancelled() {
+                    let overdue = deadline.is_some_and(|at| Instant::now() >= at + DEADLINE_GRACE);
+                    if overdue && !cancel.is_cancelled() {
                         cancel.cancel();
                     }
                 }

@@ -288,6 +288,31 @@ fn an_endless_loop_is_stopped_at_the_call_deadline() {
     assert_eq!(next.warnings, vec!["ok"]);
 }
 
+/// Ctrl+C on a plugin that never looks at `events.cancelled`: the host
+/// stops it after its grace period instead of waiting for the call limit.
+#[test]
+fn a_plugin_that_ignores_the_cancellation_is_stopped() {
+    let scratch = Scratch::new("ignore-cancel");
+    // The call limit is only a backstop: without the grace period the call
+    // would end there, as a limit error.
+    let session = session(&scratch, |c| {
+        c.call_timeout = Some(Duration::from_secs(120))
+    });
+    let cancel = session.cancel_handle();
+    let canceller = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(300));
+        cancel.cancel();
+    });
+    let e = session.pull_packages(&options(&["spin"])).unwrap_err();
+    canceller.join().unwrap();
+    assert!(
+        matches!(e, CallError::Pull(host::PullError::Cancelled)),
+        "expected a cancelled call, got {e:?}"
+    );
+    session.temps().remove_all();
+    assert!(!scratch.bundle().join("package-spin.tar.tmp").exists());
+}
+
 #[test]
 fn a_panic_is_a_crash_and_the_next_call_works() {
     let scratch = Scratch::new("panic");
