@@ -110,6 +110,10 @@ impl Progress {
 /// Only `fetch-blobs` transfers (the bulk of a pull) are counted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transfer {
+    /// The plugin planned `blobs` downloads of `bytes` in all (its
+    /// `blobs-planned` progress event), passed on whatever the log level so
+    /// that counters stay right under `--quiet`.
+    Planned { blobs: u64, bytes: u64 },
     /// A blob download started; `size` is its expected size in bytes.
     Started { size: u64 },
     /// Bytes of a blob arrived (verified as part of the whole blob later).
@@ -200,8 +204,15 @@ impl Events {
         }
     }
 
-    /// Passes a progress event on, sanitized, when `info` is enabled.
+    /// Passes a progress event on, sanitized, when `info` is enabled; the
+    /// blobs it plans go on as a transfer event in any case.
     pub fn progress(&self, event: &Progress) {
+        if let Progress::BlobsPlanned { count, bytes } = event {
+            self.sink.transfer(Transfer::Planned {
+                blobs: u64::from(*count),
+                bytes: *bytes,
+            });
+        }
         if self.enabled(LogLevel::Info) {
             self.sink.progress(&event.sanitized());
         }
@@ -286,12 +297,16 @@ mod tests {
                 "Received(5)"
             ]
         );
-        // Progress is info-level: a quieter level drops it, transfers still count.
+        // Progress is info-level: a quieter level drops it, but the blobs it
+        // plans and the transfers still count.
         let sink = Arc::new(Recorder::default());
         let e = Events::with_sink(LogLevel::Warn, Cancel::new(), sink.clone());
         e.progress(&Progress::BlobsPlanned { count: 1, bytes: 2 });
         e.transfer(Transfer::Finished { ok: true });
-        assert_eq!(*sink.0.lock().unwrap(), ["Finished { ok: true }"]);
+        assert_eq!(
+            *sink.0.lock().unwrap(),
+            ["Planned { blobs: 1, bytes: 2 }", "Finished { ok: true }"]
+        );
     }
 
     #[test]

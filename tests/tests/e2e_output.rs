@@ -249,6 +249,12 @@ fn plain_progress_framed_summary_and_quiet() {
         "{}",
         quiet.transcript()
     );
+    // Quiet hides progress, not the counts the summary reports.
+    let quiet = env.pull_ok("quiet-json", &["--quiet", "--output", "json"]);
+    let t = &json_doc(&quiet)["transfer"];
+    assert!(t["blobs_planned"].as_u64().unwrap() > 0, "{t}");
+    assert_eq!(t["blobs_planned"], t["blobs_fetched"], "{t}");
+    assert_eq!(t["bytes_planned"], t["bytes_received"], "{t}");
 }
 
 #[test]

@@ -251,19 +251,6 @@ impl EventSink for CliSink {
     }
 
     fn progress(&self, event: &Progress) {
-        if let Progress::BlobsPlanned { count, bytes } = event {
-            self.counters
-                .blobs_planned
-                .fetch_add(u64::from(*count), Ordering::Relaxed);
-            let total = self
-                .counters
-                .bytes_planned
-                .fetch_add(*bytes, Ordering::Relaxed)
-                + bytes;
-            if let Some(b) = &self.bars {
-                b.bytes.set_length(total);
-            }
-        }
         if !self.show_progress {
             return;
         }
@@ -309,6 +296,13 @@ impl EventSink for CliSink {
     fn transfer(&self, event: Transfer) {
         let c = &self.counters;
         match event {
+            Transfer::Planned { blobs, bytes } => {
+                c.blobs_planned.fetch_add(blobs, Ordering::Relaxed);
+                let total = c.bytes_planned.fetch_add(bytes, Ordering::Relaxed) + bytes;
+                if let Some(b) = &self.bars {
+                    b.bytes.set_length(total);
+                }
+            }
             Transfer::Started { .. } => {
                 c.active.fetch_add(1, Ordering::Relaxed);
                 self.update_status();
@@ -387,11 +381,11 @@ mod tests {
     #[test]
     fn counts_bytes_and_blobs() {
         let sink = CliSink::new(LogFormat::Text, false, false);
-        sink.progress(&Progress::BlobsPlanned {
-            count: 2,
-            bytes: 300,
-        });
         for e in [
+            Transfer::Planned {
+                blobs: 2,
+                bytes: 300,
+            },
             Transfer::Started { size: 100 },
             Transfer::Received(60),
             Transfer::Discarded(60),
