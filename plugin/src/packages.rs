@@ -616,19 +616,10 @@ fn plan_package(
             .map(|c| ImageRef::new(repos.version(), c))
             .collect();
         let images = puller::resolve_and_fetch(host, &refs, |_| {})?;
-        for image in &images {
-            if !opts.only_extra_images {
-                planned.push(image.source.clone());
-            }
-            let files = puller::read_image_files(host, image, None, &[metadata::VERSION_JSON])
-                .map_err(|e| e.into_error(format!("reading version.json of {}", image.source)))?;
-            if let Some(v) = files
-                .get(metadata::VERSION_JSON)
-                .and_then(|c| metadata::parse_version_json(c).ok())
-            {
-                extend_unique(&mut versions, vec![v]);
-            }
+        if !opts.only_extra_images {
+            planned.extend(images.iter().map(|i| i.source.clone()));
         }
+        versions = channel_versions(host, &images, None)?;
     }
     match constraint {
         Some(Constraint::Range(range)) => {
@@ -684,6 +675,30 @@ fn plan_package(
         images: planned.len() as u32,
         vex_images: 0,
     })
+}
+
+/// The versions the channels name (their `version.json`), each once, in
+/// channel order. A channel without a usable `version.json` names none:
+/// `pull_channels` warns about it. Reads from `layout` when the
+/// images are stored there, else from the registry.
+pub fn channel_versions(
+    host: &Host,
+    channels: &[Image],
+    layout: Option<&Layout>,
+) -> Result<Vec<String>> {
+    let mut versions: Vec<String> = Vec::new();
+    for image in channels {
+        let files = puller::read_image_files(host, image, layout, &[metadata::VERSION_JSON])
+            .map_err(|e| e.into_error(format!("reading version.json of {}", image.source)))?;
+        if let Some(Ok(v)) = files
+            .get(metadata::VERSION_JSON)
+            .map(|c| metadata::parse_version_json(c))
+            && !versions.contains(&v)
+        {
+            versions.push(v);
+        }
+    }
+    Ok(versions)
 }
 
 /// Names of the five default channels and `lts`, for other modules.

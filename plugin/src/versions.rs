@@ -6,10 +6,9 @@ use crate::discovery::{self, Discovery};
 use crate::error::{Error, FsContext, Result};
 use crate::filter::Filter;
 use crate::layout::Layout;
-use crate::metadata;
 use crate::names::PackageRepos;
 use crate::options::{Options, PackageSummary, Summary};
-use crate::packages::planned_channels;
+use crate::packages::{channel_versions, planned_channels};
 use crate::ports::{Host, ImageRef, Progress};
 use crate::puller::{self, Image, Placement};
 use crate::workdir::{self, WORK_DIR};
@@ -161,30 +160,6 @@ fn plan_one(host: &Host, opts: &Options, name: &str) -> Result<PackageSummary> {
         images: planned.len() as u32,
         vex_images: 0,
     })
-}
-
-/// The versions the channels name (their `version.json`), each once, in
-/// channel order. A channel without a usable `version.json` names none:
-/// `pull-packages` already warned about it. Reads from `layout` when the
-/// images are stored there, else from the registry.
-fn channel_versions(
-    host: &Host,
-    channels: &[Image],
-    layout: Option<&Layout>,
-) -> Result<Vec<String>> {
-    let mut versions: Vec<String> = Vec::new();
-    for image in channels {
-        let files = puller::read_image_files(host, image, layout, &[metadata::VERSION_JSON])
-            .map_err(|e| e.into_error(format!("reading version.json of {}", image.source)))?;
-        if let Some(Ok(v)) = files
-            .get(metadata::VERSION_JSON)
-            .map(|c| metadata::parse_version_json(c))
-            && !versions.contains(&v)
-        {
-            versions.push(v);
-        }
-    }
-    Ok(versions)
 }
 
 /// The valid tags of a version repository; a registry that cannot list
