@@ -42,7 +42,7 @@ const DEADLINE_GRACE: Duration = Duration::from_secs(2);
 /// After a cancellation (Ctrl+C), how long the plugin's own code may keep
 /// running before the host stops it: a well-behaved plugin returns at its
 /// next `events.cancelled` check; a stuck one must not hold the user.
-pub const CANCEL_GRACE: Duration = Duration::from_secs(5);
+const CANCEL_GRACE: Duration = Duration::from_secs(5);
 
 const EXPORTS: [&str; 2] = ["pull-packages", "pull-package-versions"];
 
@@ -325,10 +325,10 @@ impl Session {
         store.epoch_deadline_callback(move |_| {
             let now = Instant::now();
             if deadline.is_some_and(|at| now >= at) {
-                return Err(wasmtime::Error::new(DeadlineExceeded));
+                return Err(wasmtime::Error::new(Stopped::Deadline));
             }
             if cancel.is_cancelled() && now >= *cancel_seen.get_or_insert(now) + CANCEL_GRACE {
-                return Err(wasmtime::Error::new(CancelIgnored));
+                return Err(wasmtime::Error::new(Stopped::CancelIgnored));
             }
             Ok(UpdateDeadline::Continue(1))
         });
@@ -344,7 +344,7 @@ impl Session {
         let shown = self.plugin.path.display();
         let past_deadline = deadline.is_some_and(|at| Instant::now() >= at);
         let deadline_hit = match &result {
-            Err(e) => e.downcast_ref::<DeadlineExceeded>().is_some() || past_deadline,
+            Err(e) => e.downcast_ref::<Stopped>() == Some(&Stopped::Deadline) || past_deadline,
             // Blocked in an import until the grace period cancelled it.
             Ok(Err(_)) => past_deadline,
             Ok(Ok(_)) => false,
@@ -358,7 +358,7 @@ impl Session {
         match result {
             Ok(Ok(summary)) => Ok(summary),
             Ok(Err(e)) => Err(CallError::Pull(e)),
-            Err(ref e) if e.downcast_ref::<CancelIgnored>().is_some() => {
+            Err(ref e) if e.downcast_ref::<Stopped>() == Some(&Stopped::CancelIgnored) => {
                 self.run.events.log(
                     LogLevel::Warn,
                     &format!(
@@ -402,30 +402,25 @@ fn human_duration(d: Duration) -> String {
     }
 }
 
-/// The error the epoch callback raises once the call deadline has passed.
-#[derive(Debug)]
-struct DeadlineExceeded;
+/// Why the epoch callback stopped the plugin's code.
+#[derive(Debug, PartialEq, Eq)]
+enum Stopped {
+    /// The call deadline passed.
+    Deadline,
+    /// The plugin ran [`CANCEL_GRACE`] past a cancellation.
+    CancelIgnored,
+}
 
-impl std::fmt::Display for DeadlineExceeded {
+impl std::fmt::Display for Stopped {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("the call time limit was reached")
+        f.write_str(match self {
+            Stopped::Deadline => "the call time limit was reached",
+            Stopped::CancelIgnored => "the plugin did not stop after the cancellation",
+        })
     }
 }
 
-impl std::error::Error for DeadlineExceeded {}
-
-/// The error the epoch callback raises once the plugin has ignored a
-/// cancellation for [`CANCEL_GRACE`].
-#[derive(Debug)]
-struct CancelIgnored;
-
-impl std::fmt::Display for CancelIgnored {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("the plugin did not stop after the cancellation")
-    }
-}
-
-impl std::error::Error for CancelIgnored {}
+impl std::error::Error for Stopped {}
 
 /// Advances the engine's epoch while a call runs, so the store's deadline
 /// callback gets to look at the clock and the cancellation. If the call is
