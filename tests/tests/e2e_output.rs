@@ -107,13 +107,20 @@ fn json_output_on_failure_and_usage_error() {
     let tmp = tempfile::tempdir().unwrap();
     let bundle = tmp.path().join("bundle");
     let source = format!("127.0.0.1:{}/deckhouse", closed_port());
-    let out = process::run(
-        &mut tests::pull::pull_command(&art, &source, &bundle, &["--output", "json"]),
-        Duration::from_secs(240),
-    )
-    .unwrap();
+    // A failing `--output json` pull: its exit code and its document.
+    let failed_pull = |extra: &[&str]| {
+        let mut args = vec!["--output", "json"];
+        args.extend_from_slice(extra);
+        let out = process::run(
+            &mut tests::pull::pull_command(&art, &source, &bundle, &args),
+            Duration::from_secs(240),
+        )
+        .unwrap();
+        let doc = json_doc(&out);
+        (out, doc)
+    };
+    let (out, doc) = failed_pull(&[]);
     assert_eq!(out.code(), Some(1), "{}", out.transcript());
-    let doc = json_doc(&out);
     assert_eq!(doc["status"], "failed");
     assert_eq!(doc["exit_code"], 1);
     assert!(
@@ -127,13 +134,8 @@ fn json_output_on_failure_and_usage_error() {
     assert_eq!(doc["dry_run"], false, "{doc}");
 
     // A dry run that fails before any call finished is still reported as one.
-    let out = process::run(
-        &mut tests::pull::pull_command(&art, &source, &bundle, &["--output", "json", "--dry-run"]),
-        Duration::from_secs(240),
-    )
-    .unwrap();
+    let (out, doc) = failed_pull(&["--dry-run"]);
     assert_eq!(out.code(), Some(1), "{}", out.transcript());
-    let doc = json_doc(&out);
     assert_eq!(
         (doc["status"].as_str(), doc["dry_run"].as_bool()),
         (Some("failed"), Some(true)),
@@ -141,23 +143,8 @@ fn json_output_on_failure_and_usage_error() {
     );
 
     // A usage error found by the plugin (a bad filter, not a bad flag): exit 2.
-    let out = process::run(
-        &mut tests::pull::pull_command(
-            &art,
-            &source,
-            &bundle,
-            &[
-                "--output",
-                "json",
-                "--include-package",
-                "console@not-a-version",
-            ],
-        ),
-        Duration::from_secs(60),
-    )
-    .unwrap();
+    let (out, doc) = failed_pull(&["--include-package", "console@not-a-version"]);
     assert_eq!(out.code(), Some(2), "{}", out.transcript());
-    let doc = json_doc(&out);
     assert_eq!(
         (doc["status"].as_str(), doc["exit_code"].as_u64()),
         (Some("failed"), Some(2))
